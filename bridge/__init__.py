@@ -1,0 +1,1 @@
+"""Everything that touches the outside: SMTP, IMAP, the database session, the CLI."""

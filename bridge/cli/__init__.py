@@ -1,0 +1,29 @@
+"""The `replybridge` command (DESIGN.md, CLI contract). Settings come from REPLYBRIDGE_* variables."""
+
+from __future__ import annotations
+
+import click
+
+from bridge.cli import mail_cmds, setup_cmds
+from bridge.cli.common import BridgeGroup
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="replybridge")
+def cli() -> None:
+    """replybridge: mail between recruiting software and candidates, from numbered per-employee addresses."""
+
+
+for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS):
+    cli.add_command(command)
+
+
+@cli.command()
+def serve() -> None:
+    """Run the worker (send queue, Sent folder appends) until stopped."""
+    from bridge.serve import serve as run
+    run()
+
+
+def main() -> None:
+    cli(prog_name="replybridge")

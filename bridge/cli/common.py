@@ -1,0 +1,101 @@
+"""What every command shares: the database, errors as `error: ...`, JSON output, password input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import click
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from bridge.errors import BridgeError, ConfigError
+from models.db import database_url, make_engine, schema_is_current, session_scope
+
+
+def safe_url() -> str:
+    """The database URL with any password masked, for messages."""
+    return make_url(database_url()).render_as_string(hide_password=True)
+
+
+class BridgeGroup(click.Group):
+    """Turns named errors into `error: ...` on stderr and exit code 1 (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BridgeError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        except SQLAlchemyError as err:
+            detail = str(getattr(err, "orig", None) or type(err).__name__).splitlines()[0]
+            click.echo(f"error: database {safe_url()}: {detail}", err=True)
+            sys.exit(1)
+
+
+@lru_cache(maxsize=1)
+def engine_unchecked() -> Engine:
+    return make_engine()
+
+
+def engine() -> Engine:
+    """The engine of an initialised, current database; a clear error otherwise."""
+    eng = engine_unchecked()
+    if not schema_is_current(eng):
+        raise ConfigError(f"the database {safe_url()} is not initialised or not upgraded: run `replybridge init`")
+    return eng
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    with session_scope(engine()) as session:
+        yield session
+
+
+def emit_json(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def read_password(stdin: bool, env: str | None, required: bool) -> str | None:
+    """The password from the first line of stdin or from an environment variable; never an argument."""
+    if stdin and env:
+        raise click.UsageError("give --password-stdin or --password-env, not both")
+    if stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise BridgeError("--password-stdin: standard input held no password")
+        return value
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise BridgeError(f"--password-env: the environment variable {env} is not set or empty")
+        return value
+    if required:
+        raise click.UsageError("a password is needed: --password-stdin or --password-env VAR")
+    return None
+
+
+def password_options(f):  # noqa: ANN001, ANN201 - a click decorator
+    f = click.option("--password-env", metavar="VAR", help="Read the password from this environment variable.")(f)
+    return click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")(f)
+
+
+def server_options(f):  # noqa: ANN001, ANN201 - a click decorator
+    """Options SMTP accounts and IMAP servers share."""
+    for decorator in reversed([
+        click.argument("name"),
+        click.option("--host", required=True),
+        click.option("--port", required=True, type=int),
+        click.option("--security", required=True, type=click.Choice(["ssl", "starttls", "none"])),
+        click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds."),
+        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                     help="CA certificates to trust for this server (a private CA)."),
+        password_options,
+    ]):
+        f = decorator(f)
+    return f

@@ -1,0 +1,218 @@
+"""Mail commands: send (one or a CSV batch), the Mail Log, queue again, the worker."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import func
+from sqlmodel import select
+
+from bridge import accounts, outbound, worker
+from bridge.cli.common import db, emit_json, engine
+from bridge.errors import InputError
+from models import DeliveryAttempt, OutboundMessage, utcnow
+
+STATUSES = ("queued", "sending", "sent", "deferred", "undeliverable", "not_sent")
+
+
+def _read_text(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the {what} file {path!r}: {err}") from None
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+@click.command()
+@click.option("--employee", "employee_number", required=True, type=int)
+@click.option("--alias", "alias_description", help="Alias description (default: the employee's default alias).")
+@click.option("--to", help="Recipient address.")
+@click.option("--to-name", help="Recipient's name.")
+@click.option("--subject", required=True)
+@click.option("--body", help="Plain-text body.")
+@click.option("--body-file", type=click.Path(dir_okay=False), help="Plain-text body from a file (UTF-8).")
+@click.option("--html-file", type=click.Path(dir_okay=False), help="HTML body from a file (UTF-8).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False),
+              help="Bulk: one message per row; columns email (or to), name, and any {column} placeholders.")
+@click.option("--automated", is_flag=True, help="Automated mail: database-wide account, Auto-Submitted header.")
+@click.option("--json", "as_json", is_flag=True)
+def send(employee_number: int, alias_description: str | None, to: str | None, to_name: str | None, subject: str,
+         body: str | None, body_file: str | None, html_file: str | None, csv_file: str | None, automated: bool,
+         as_json: bool) -> None:
+    """Queue a message (or a CSV batch) and print its Mail Log id."""
+    if body is not None and body_file is not None:
+        raise click.UsageError("give --body or --body-file, not both")
+    text = body if body is not None else _read_text(body_file, "body")
+    html = _read_text(html_file, "HTML body")
+    if text is None and html is None:
+        raise click.UsageError("a body is needed: --body, --body-file or --html-file")
+    base = outbound.Request(employee_number=employee_number, to="", subject=subject, text=text, html=html,
+                            alias=alias_description, automated=automated)
+    if csv_file:
+        if to:
+            raise click.UsageError("give --to or --csv, not both")
+        _send_csv(base, csv_file, as_json)
+        return
+    if not to:
+        raise click.UsageError("a recipient is needed: --to ADDR (or --csv FILE)")
+    with db() as session:
+        message = outbound.queue(session, outbound.Request(**{**base.__dict__, "to": to, "to_name": to_name}))
+        shown = outbound.log_json(session, message)
+    if as_json:
+        emit_json(shown)
+    else:
+        click.echo(shown["id"])
+    if shown["status"] == "not_sent":
+        click.echo(f"warning: not sent: {shown['last_reply']}. {shown['hint']}", err=True)
+
+
+def _csv_rows(path: str) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"cannot read the CSV file {path!r}: {err}") from None
+    if not rows:
+        raise InputError(f"the CSV file {path!r} has no rows")
+    if "email" not in rows[0] and "to" not in rows[0]:
+        raise InputError(f"the CSV file {path!r} needs an `email` (or `to`) column; it has: {', '.join(rows[0])}")
+    return rows
+
+
+def _send_csv(base: outbound.Request, path: str, as_json: bool) -> None:
+    """All rows are checked and queued in one transaction: one bad row queues nothing."""
+    rows = _csv_rows(path)
+    queued: list[dict[str, object]] = []
+    with db() as session:
+        with click.progressbar(rows, label="Queueing", file=sys.stderr, show_pos=True) as bar:
+            for n, row in enumerate(bar, start=2):  # row 1 is the header
+                to = row.get("email") or row.get("to") or ""
+                request = outbound.Request(**{**base.__dict__, "to": to, "to_name": row.get("name") or None,
+                                              "values": row})
+                try:
+                    message = outbound.queue(session, request)
+                except InputError as err:
+                    raise InputError(f"{path} line {n}: {err}; nothing was queued") from None
+                queued.append(outbound.log_json(session, message))
+        employee = accounts.get_employee(session, base.employee_number)
+        alias = accounts.alias_for(session, employee, base.alias)
+        delay_ms = alias.delay_ms if alias else 0
+    if as_json:
+        emit_json(queued)
+    else:
+        for item in queued:
+            click.echo(item["id"])
+    estimate = f"; with a delay of {delay_ms} ms between emails, sending takes at least " \
+               f"{_duration(delay_ms * (len(queued) - 1) / 1000)}" if delay_ms else ""
+    click.echo(f"Queued {len(queued)} messages{estimate}.", err=True)
+
+
+@click.command("log")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--id", "entry_id", type=int, help="One entry with every attempt.")
+@click.option("--limit", default=200, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def log_cmd(status: str | None, entry_id: int | None, limit: int, as_json: bool) -> None:
+    """The Mail Log: every outbound message, its status, the server's reply and a hint."""
+    with db() as session:
+        if entry_id is not None:
+            message = session.get(OutboundMessage, entry_id)
+            if message is None:
+                raise InputError(f"no Mail Log entry {entry_id}")
+            entry = outbound.log_json(session, message)
+            entry["history"] = [
+                {"number": a.number, "at": a.at.isoformat(), "outcome": a.outcome, "code": a.code,
+                 "reply": a.reply, "hint": a.hint, "smtp_account": a.smtp_account}
+                for a in session.exec(select(DeliveryAttempt).where(DeliveryAttempt.outbound_id == entry_id)
+                                      .order_by(DeliveryAttempt.id))]
+            _show_entry(entry, as_json)
+            return
+        query = select(OutboundMessage).order_by(OutboundMessage.id.desc()).limit(limit)
+        if status:
+            query = query.where(OutboundMessage.status == status)
+        entries = [outbound.log_json(session, m) for m in session.exec(query)]
+    if as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        click.echo(f"#{e['id']} {e['status']:<13} attempts={e['attempts']} sent_folder={e['sent_folder']} "
+                   f"to={e['to']} subject={e['subject']!r}")
+        if e["last_reply"] and e["status"] != "sent":
+            click.echo(f"    server: {e['last_reply']}")
+        if e["hint"]:
+            click.echo(f"    hint: {e['hint']}")
+
+
+def _show_entry(entry: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        emit_json(entry)
+        return
+    for key in ("id", "message_id", "from", "to", "subject", "status", "attempts", "last_reply", "hint",
+                "sent_folder", "sent_folder_error"):
+        click.echo(f"{key}: {entry[key]}")
+    for a in entry["history"]:  # type: ignore[union-attr]
+        click.echo(f"  attempt {a['number']} {a['at']} {a['outcome']}: {a['reply'] or ''}")
+
+
+@click.command()
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--status", type=click.Choice(["not_sent", "undeliverable"]), help="Every entry with this status.")
+def requeue(ids: tuple[int, ...], status: str | None) -> None:
+    """Queue not_sent or undeliverable messages again, once the cause is fixed."""
+    with db() as session:
+        chosen = list(ids)
+        if status:
+            chosen += [m.id for m in session.exec(select(OutboundMessage).where(OutboundMessage.status == status))]
+        if not chosen:
+            raise click.UsageError("name the Mail Log ids to queue again, or --status")
+        done = outbound.requeue(session, chosen)
+    click.echo(f"Queued again: {', '.join(str(m.id) for m in done)}")
+
+
+def _due_count() -> int:
+    with db() as session:
+        return session.exec(select(func.count()).select_from(OutboundMessage).where(
+            OutboundMessage.status.in_(("queued", "deferred")),
+            OutboundMessage.next_attempt_at <= utcnow())).one()
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Do all work due now, then exit.")
+@click.option("--interval", default=5.0, show_default=True, type=float, help="Seconds between runs (without --once).")
+def worker_cmd(once: bool, interval: float) -> None:
+    """Send the queue and file sent mail in Sent folders."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    eng = engine()
+    if not once:
+        from bridge.serve import run_worker_forever
+        run_worker_forever(eng, interval)
+        return
+    due = _due_count()
+    if due > 1 and sys.stderr.isatty():
+        with click.progressbar(length=due, label="Sending", file=sys.stderr, show_eta=True) as bar:
+            done = [0]
+
+            def advance(report: worker.RunReport) -> None:
+                total = report.sent + report.deferred + report.undeliverable + report.not_sent
+                bar.update(total - done[0])
+                done[0] = total
+            report = worker.run_once(eng, advance)
+    else:
+        report = worker.run_once(eng)
+    click.echo(f"sent {report.sent}, deferred {report.deferred}, undeliverable {report.undeliverable}, "
+               f"not sent {report.not_sent}, filed in Sent {report.filed}", err=True)
+
+
+COMMANDS = [send, log_cmd, requeue, worker_cmd]

@@ -1,0 +1,251 @@
+"""Set-up commands: init, settings, employees, SMTP accounts, IMAP servers, aliases, Test Connection."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlmodel import select
+
+from bridge import accounts, portal, secrets
+from bridge.cli.common import (
+    db,
+    emit_json,
+    engine_unchecked,
+    read_password,
+    safe_url,
+    server_options,
+)
+from bridge.connection_test import Report, check_imap, check_smtp
+from models import Alias, Employee, ImapServer, SmtpAccount
+from models.db import session_scope, upgrade
+from routing.addresses import AddressTemplate
+
+
+@click.command()
+@click.option("--reply-address", metavar="TEMPLATE", help="Numbered address template, e.g. jobs+{number}@example.com")
+@click.option("--domain", "domains", multiple=True, metavar="D", help="An accepted domain (repeatable).")
+def init(reply_address: str | None, domains: tuple[str, ...]) -> None:
+    """Create or upgrade the database (and the secret key file)."""
+    key_path = secrets.ensure_key_file()
+    eng = engine_unchecked()
+    upgrade(eng)
+    with session_scope(eng) as session:
+        if reply_address:
+            portal.set_setting(session, "reply_address", reply_address)
+        if domains:
+            portal.set_setting(session, "accepted_domains", ",".join(domains))
+        settings = portal.load(session)
+        if settings.reply_address and not settings.accepted_domains:
+            portal.set_setting(session, "accepted_domains", AddressTemplate(settings.reply_address).domain)
+    click.echo(f"Database ready: {safe_url()}")
+    if key_path:
+        click.echo(f"Secret key file: {key_path}")
+
+
+@click.group()
+def settings() -> None:
+    """Portal settings."""
+
+
+@settings.command("show")
+@click.option("--json", "as_json", is_flag=True)
+def settings_show(as_json: bool) -> None:
+    with db() as session:
+        values = portal.load(session).display()
+    if as_json:
+        emit_json(values)
+        return
+    for key, value in values.items():
+        shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
+        click.echo(f"{key} = {shown}")
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+def settings_set(key: str, value: str) -> None:
+    """Set KEY to VALUE (lists comma-separated). Keys: see `settings show`."""
+    with db() as session:
+        stored = portal.set_setting(session, key, value)
+    click.echo(f"{portal.canonical_key(key)} = {stored}")
+
+
+@click.group()
+def employee() -> None:
+    """Employees and their numbers."""
+
+
+@employee.command("add")
+@click.option("--number", required=True, type=int)
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--admin", is_flag=True)
+@click.option("--inactive", is_flag=True)
+def employee_add(number: int, name: str, email: str, admin: bool, inactive: bool) -> None:
+    with db() as session:
+        accounts.add_employee(session, number, name, email, admin=admin, active=not inactive)
+    click.echo(f"Employee {number} added")
+
+
+@employee.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def employee_list(as_json: bool) -> None:
+    with db() as session:
+        rows = [accounts.employee_json(e) for e in session.exec(select(Employee).order_by(Employee.number))]
+    if as_json:
+        emit_json(rows)
+        return
+    for e in rows:
+        flags = ", ".join(f for f, on in (("admin", e["admin"]), ("inactive", not e["active"])) if on)
+        click.echo(f"{e['number']:>6}  {e['name']} <{e['email']}>{f'  ({flags})' if flags else ''}")
+
+
+@click.group()
+def smtp() -> None:
+    """SMTP accounts for sending."""
+
+
+@smtp.command("add")
+@server_options
+@click.option("--username")
+@click.option("--default", "is_default", is_flag=True, help="Make this the database-wide account.")
+@click.option("--provider-files-sent", is_flag=True,
+              help="The provider files SMTP-sent mail in Sent itself (e.g. Gmail): skip our Sent append.")
+def smtp_add(name: str, host: str, port: int, security: str, timeout: float, ca_file: str | None,
+             password_stdin: bool, password_env: str | None, username: str | None, is_default: bool,
+             provider_files_sent: bool) -> None:
+    password = read_password(password_stdin, password_env, required=False)
+    fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
+    with db() as session:
+        accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent)
+    click.echo(f"SMTP account {name!r} added{' (database-wide)' if is_default else ''}")
+
+
+@smtp.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def smtp_list(as_json: bool) -> None:
+    with db() as session:
+        rows = [{"name": a.name, "host": a.host, "port": a.port, "security": a.security, "username": a.username,
+                 "timeout": a.timeout, "default": a.is_default, "provider_files_sent": a.provider_files_sent}
+                for a in session.exec(select(SmtpAccount).order_by(SmtpAccount.name))]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['name']}: {r['host']}:{r['port']} {r['security']} user={r['username'] or '-'}"
+                   f"{' (database-wide)' if r['default'] else ''}")
+
+
+@click.group()
+def imap() -> None:
+    """IMAP servers: Sent folders (and inbound polling)."""
+
+
+@imap.command("add")
+@server_options
+@click.option("--username", required=True)
+@click.option("--sent-folder", default="auto", show_default=True, help="`auto` finds it by SPECIAL-USE.")
+@click.option("--poll-folder", help="Folder to poll for inbound replies.")
+def imap_add(name: str, host: str, port: int, security: str, timeout: float, ca_file: str | None,
+             password_stdin: bool, password_env: str | None, username: str, sent_folder: str,
+             poll_folder: str | None) -> None:
+    password = read_password(password_stdin, password_env, required=True)
+    fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
+    with db() as session:
+        accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder)
+    click.echo(f"IMAP server {name!r} added")
+
+
+@imap.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def imap_list(as_json: bool) -> None:
+    with db() as session:
+        rows = [{"name": s.name, "host": s.host, "port": s.port, "security": s.security, "username": s.username,
+                 "sent_folder": s.sent_folder, "poll_folder": s.poll_folder}
+                for s in session.exec(select(ImapServer).order_by(ImapServer.name))]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['name']}: {r['host']}:{r['port']} {r['security']} user={r['username']} "
+                   f"sent={r['sent_folder']}{' poll=' + r['poll_folder'] if r['poll_folder'] else ''}")
+
+
+@click.group()
+def alias() -> None:
+    """Aliases: an employee's sending identities."""
+
+
+@alias.command("add")
+@click.option("--employee", "employee_number", required=True, type=int)
+@click.option("--description", required=True)
+@click.option("--display-name", required=True)
+@click.option("--from", "from_address", required=True)
+@click.option("--reply-to")
+@click.option("--smtp", "smtp_name", help="SMTP account (default: the database-wide account).")
+@click.option("--imap", "imap_name", help="IMAP server whose Sent folder gets a copy.")
+@click.option("--default", "is_default", is_flag=True)
+@click.option("--delay-ms", default=0, show_default=True, type=int, help="Delay between emails.")
+def alias_add(employee_number: int, description: str, display_name: str, from_address: str, reply_to: str | None,
+              smtp_name: str | None, imap_name: str | None, is_default: bool, delay_ms: int) -> None:
+    with db() as session:
+        accounts.add_alias(session, employee_number=employee_number, description=description,
+                           display_name=display_name, from_address=from_address, reply_to=reply_to,
+                           smtp=smtp_name, imap=imap_name, is_default=is_default, delay_ms=delay_ms)
+    click.echo(f"Alias {description!r} added")
+
+
+@alias.command("link")
+@click.argument("description")
+@click.option("--imap", "imap_name", required=True)
+def alias_link(description: str, imap_name: str) -> None:
+    """Link an alias to the IMAP server whose Sent folder gets its sent mail."""
+    with db() as session:
+        accounts.link_alias(session, description, imap_name)
+    click.echo(f"Alias {description!r} linked to IMAP server {imap_name!r}")
+
+
+@alias.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def alias_list(as_json: bool) -> None:
+    with db() as session:
+        rows = [accounts.alias_json(session, a) for a in session.exec(select(Alias).order_by(Alias.description))]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['description']}: employee {r['employee_number']}, {r['display_name']} <{r['from']}>, "
+                   f"smtp={r['smtp'] or '(database-wide)'}, imap={r['imap'] or '-'}, delay={r['delay_ms']} ms"
+                   f"{' (default)' if r['default'] else ''}")
+
+
+@click.group("test")
+def test_group() -> None:
+    """Test Connection: exit 0 and `Status: OK`, or exit 1 with the diagnosis and a hint."""
+
+
+@test_group.command("smtp")
+@click.argument("name")
+@click.option("--employee", "employee_number", type=int, help="Try MAIL FROM this employee's numbered address.")
+def test_smtp_cmd(name: str, employee_number: int | None) -> None:
+    with db() as session:
+        report = check_smtp(session, accounts.get_smtp(session, name), employee_number)
+    _print_report(report)
+
+
+@test_group.command("imap")
+@click.argument("name")
+def test_imap_cmd(name: str) -> None:
+    with db() as session:
+        server = accounts.get_imap(session, name)
+    _print_report(check_imap(server))
+
+
+def _print_report(report: Report) -> None:
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+COMMANDS = [init, settings, employee, smtp, imap, alias, test_group]

@@ -1,0 +1,111 @@
+"""Opening SMTP and IMAP connections with the account's security mode, timeout and login.
+
+One factory for the sender, the Sent-folder appender and Test Connection, so they behave alike.
+Each step raises a `StageError` naming the step that failed (connect, tls, auth, login), which
+`bridge.diagnosis` turns into a hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+
+from bridge import secrets
+from bridge.diagnosis import Endpoint
+from models import ImapServer, SmtpAccount
+
+SECURITY_MODES = ("ssl", "starttls", "none")
+
+
+class StageError(Exception):
+    """An error at a named stage; `__cause__` is the original exception."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage}: {type(cause).__name__}")
+        self.stage = stage
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str | None
+    secret: secrets.Secret | None
+
+
+def endpoint_of(account: SmtpAccount | ImapServer) -> Endpoint:
+    protocol = "imap" if isinstance(account, ImapServer) else "smtp"
+    return Endpoint(account.host, account.port, account.security, account.timeout, account.username, protocol)
+
+
+def login_of(account: SmtpAccount | ImapServer) -> Login:
+    return Login(account.username, secrets.decrypt(account.secret) if account.secret else None)
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+def open_smtp(account: SmtpAccount, local_hostname: str | None = None) -> smtplib.SMTP:
+    """A connected, secured and authenticated SMTP session."""
+    credentials = login_of(account)
+    ctx = tls_context(account.ca_file)
+    stage = "connect"
+    conn: smtplib.SMTP | None = None
+    try:
+        if account.security == "ssl":
+            conn = smtplib.SMTP_SSL(account.host, account.port, local_hostname=local_hostname,
+                                    timeout=account.timeout, context=ctx)
+        else:
+            conn = smtplib.SMTP(account.host, account.port, local_hostname=local_hostname,
+                                timeout=account.timeout)
+        conn.ehlo()
+        if account.security == "starttls":
+            stage = "tls"
+            conn.starttls(context=ctx)
+            conn.ehlo()
+        if credentials.username:
+            stage = "auth"
+            if not conn.has_extn("auth"):
+                raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+            password = credentials.secret.reveal() if credentials.secret else ""
+            conn.login(credentials.username, password)
+        return conn
+    except BaseException as exc:
+        if conn is not None:
+            close_quietly(conn)
+        raise StageError(stage, exc) from None
+
+
+def close_quietly(conn: smtplib.SMTP) -> None:
+    """Say QUIT if the server still listens; the connection is thrown away either way."""
+    try:
+        conn.quit()
+    except Exception:  # noqa: BLE001
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def open_imap(server: ImapServer) -> IMAPClient:
+    """A connected, secured and logged-in IMAP client."""
+    credentials = login_of(server)
+    ctx = tls_context(server.ca_file)
+    stage = "connect"
+    client: IMAPClient | None = None
+    try:
+        client = IMAPClient(server.host, server.port, ssl=server.security == "ssl", ssl_context=ctx,
+                            timeout=server.timeout)
+        if server.security == "starttls":
+            stage = "tls"
+            client.starttls(ctx)
+        stage = "login"
+        client.login(server.username, credentials.secret.reveal() if credentials.secret else "")
+        return client
+    except BaseException as exc:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+        raise StageError(stage, exc) from None

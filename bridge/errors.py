@@ -1,0 +1,17 @@
+"""Named errors. Each says what is wrong in words a user can act on, and never holds a secret."""
+
+
+class BridgeError(Exception):
+    """Base of every error the CLI prints as `error: ...` with exit code 1."""
+
+
+class InputError(BridgeError):
+    """Bad input: nothing was changed."""
+
+
+class NotFound(BridgeError):
+    """A named thing (employee, account, alias, message) does not exist."""
+
+
+class ConfigError(BridgeError):
+    """The set-up is incomplete: a setting, key or account is missing."""

@@ -1,0 +1,141 @@
+"""Portal settings: the keys, their defaults, and the checks a value must pass to be stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, select
+
+from bridge.errors import ConfigError, InputError
+from models import Setting
+from routing.addresses import NumberedAddresses, TemplateError, validate_template
+
+
+def _template(value: str) -> str:
+    try:
+        validate_template(value)
+    except TemplateError as e:
+        raise InputError(str(e)) from None
+    return value
+
+
+def _list(item: Callable[[str], str]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        items = [item(v.strip()) for v in value.split(",") if v.strip()]
+        return json.dumps(items)
+    return check
+
+
+def _domain(value: str) -> str:
+    value = value.lower().strip()
+    if not value or "@" in value or " " in value or "." not in value:
+        raise InputError(f"{value!r} is not a domain name")
+    return value
+
+
+def _sender_mode(value: str) -> str:
+    if value not in ("from", "reply-to"):
+        raise InputError("sender_mode is `from` (numbered From address) or `reply-to` (numbered Reply-To)")
+    return value
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise InputError(f"portal_url {value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+def _mailer(value: str) -> str:
+    if not value.strip():
+        raise InputError("mailer_name cannot be empty")
+    return value.strip()
+
+
+def _delays(value: str) -> str:
+    try:
+        delays = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError("retry_delays is a comma-separated list of seconds, e.g. 60,300") from None
+    if len(delays) != 2 or any(d < 0 for d in delays):
+        raise InputError("retry_delays needs two non-negative numbers of seconds: before attempts 2 and 3")
+    return ",".join(f"{d:g}" for d in delays)
+
+
+# key -> (default, validator returning the stored form, description)
+KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
+    "reply_address": ("", _template, "template of the numbered address, e.g. jobs+{number}@example.com"),
+    "reply_address_alternates": ("[]", _list(_template), "older templates still recognised (comma-separated)"),
+    "sender_mode": ("from", _sender_mode, "`from`: numbered From; `reply-to`: alias From, numbered Reply-To"),
+    "portal_url": ("", _url, "the portal's URL, used by {portal_url} in bodies"),
+    "mailer_name": ("replybridge", _mailer, "the X-Mailer header"),
+    "accepted_domains": ("[]", _list(_domain), "domains whose addresses the bridge receives mail for"),
+    "retry_delays": ("60,300", _delays, "seconds before the 2nd and 3rd attempt after a temporary failure"),
+}
+LIST_KEYS = {"reply_address_alternates", "accepted_domains"}
+
+
+def canonical_key(key: str) -> str:
+    name = key.replace("-", "_").lower()
+    if name not in KEYS:
+        raise InputError(f"unknown setting {key!r}; known: {', '.join(KEYS)}")
+    return name
+
+
+def set_setting(session: Session, key: str, value: str) -> str:
+    """Validate and store one setting; returns the stored form."""
+    name = canonical_key(key)
+    stored = KEYS[name][1](value)
+    row = session.get(Setting, name)
+    if row is None:
+        session.add(Setting(key=name, value=stored))
+    else:
+        row.value = stored
+        session.add(row)
+    return stored
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    reply_address: str
+    reply_address_alternates: tuple[str, ...]
+    sender_mode: str
+    portal_url: str
+    mailer_name: str
+    accepted_domains: tuple[str, ...]
+    retry_delays: tuple[float, float]
+
+    def numbered(self) -> NumberedAddresses:
+        if not self.reply_address:
+            raise ConfigError("no reply address template: run `replybridge settings set reply_address "
+                              "jobs+{number}@example.com` (or `init --reply-address`)")
+        return NumberedAddresses.from_strings(self.reply_address, self.reply_address_alternates)
+
+    def display(self) -> dict[str, object]:
+        return {
+            "reply_address": self.reply_address,
+            "reply_address_alternates": list(self.reply_address_alternates),
+            "sender_mode": self.sender_mode,
+            "portal_url": self.portal_url,
+            "mailer_name": self.mailer_name,
+            "accepted_domains": list(self.accepted_domains),
+            "retry_delays": list(self.retry_delays),
+        }
+
+
+def load(session: Session) -> PortalSettings:
+    stored = {row.key: row.value for row in session.exec(select(Setting))}
+    raw = {key: stored.get(key, default) for key, (default, _check, _desc) in KEYS.items()}
+    first, second = (float(v) for v in raw["retry_delays"].split(","))
+    return PortalSettings(
+        reply_address=raw["reply_address"],
+        reply_address_alternates=tuple(json.loads(raw["reply_address_alternates"])),
+        sender_mode=raw["sender_mode"],
+        portal_url=raw["portal_url"],
+        mailer_name=raw["mailer_name"],
+        accepted_domains=tuple(json.loads(raw["accepted_domains"])),
+        retry_delays=(first, second),
+    )

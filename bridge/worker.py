@@ -1,0 +1,92 @@
+"""The worker: send what is due, then file sent mail in Sent folders.
+
+`run_once` does all work due now, waiting out alias rate limits (they are not retries), and
+leaves retries that are not yet due queued. `serve` calls it on a schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from bridge import send_queue, sent_folder
+from bridge.connections import StageError, endpoint_of
+from bridge.diagnosis import diagnose, failure_from_exception
+from bridge.errors import ConfigError
+from bridge.smtp_sender import SmtpPool, transmit
+from models import utcnow
+
+log = logging.getLogger(__name__)
+MAX_RATE_WAIT_S = 3600.0
+
+
+@dataclass
+class RunReport:
+    sent: int = 0
+    deferred: int = 0
+    undeliverable: int = 0
+    not_sent: int = 0
+    filed: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+def _send_one(engine: Engine, pool: SmtpPool, claimed: send_queue.Claimed, report: RunReport) -> None:
+    account = claimed.account
+    if account is None:
+        send_queue.record_not_sent(engine, claimed)
+        report.not_sent += 1
+        return
+    try:
+        conn = pool.get(account)
+        accepted = transmit(conn, claimed.envelope_from, [claimed.to_addr], claimed.raw)
+    except ConfigError as err:  # e.g. a secret that no longer decrypts
+        send_queue.record_not_sent(engine, claimed, str(err), "Set the account's password again, then queue "
+                                                              "the message again.")
+        report.not_sent += 1
+        return
+    except StageError as err:
+        if not isinstance(err.cause, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
+            pool.drop(account)  # the connection is in an unknown state; a refusal leaves it usable
+        failure = failure_from_exception(err.cause, err.stage)
+        diag = diagnose(failure, endpoint_of(account), claimed.envelope_from)
+        status = send_queue.record_failure(engine, claimed, failure, diag)
+        setattr(report, status, getattr(report, status) + 1)
+        report.events.append(f"#{claimed.id} {status}: {failure.reply()}")
+        log.warning("message %s %s: %s", claimed.id, status, failure.reply())
+        return
+    send_queue.record_sent(engine, claimed, accepted.code, accepted.reply)
+    report.sent += 1
+    log.info("message %s sent to %s via %s", claimed.id, claimed.to_addr, account.name)
+
+
+def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None) -> RunReport:
+    """Send every due message, one connection per account for the run."""
+    report = RunReport()
+    pool = SmtpPool()
+    try:
+        while True:
+            claimed = send_queue.claim_next(engine)
+            if claimed is None:
+                break
+            if isinstance(claimed, send_queue.Waiting):
+                pause = (claimed.until - utcnow()).total_seconds()
+                time.sleep(min(max(pause, 0.0), MAX_RATE_WAIT_S))
+                continue
+            _send_one(engine, pool, claimed, report)
+            if progress:
+                progress(report)
+    finally:
+        pool.close()
+    return report
+
+
+def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None) -> RunReport:
+    """All work due now: the send queue, then the Sent-folder appends it produced."""
+    report = send_due(engine, progress)
+    report.filed = sent_folder.run(engine)
+    return report

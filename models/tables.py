@@ -1,0 +1,143 @@
+"""The tables. Storage only: no mail logic lives here (see DESIGN.md, Layout)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    """Aware UTC: the one time convention of every column."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Setting(SQLModel, table=True):
+    """One portal setting; values are text, lists are JSON. Keys and defaults: bridge.portal."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class Employee(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(unique=True, index=True)
+    name: str
+    email: str
+    active: bool = True
+    admin: bool = False
+    password_hash: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SmtpAccount(SQLModel, table=True):
+    __tablename__ = "smtp_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str | None = None
+    secret: str | None = None  # Fernet token, never the password itself
+    timeout: float = 30.0
+    ca_file: str | None = None
+    is_default: bool = False  # the database-wide account for automated mail
+    provider_files_sent: bool = False  # the provider files SMTP-sent mail itself: skip our Sent append
+
+
+class ImapServer(SQLModel, table=True):
+    __tablename__ = "imap_server"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    host: str
+    port: int
+    security: str
+    username: str
+    secret: str | None = None
+    timeout: float = 30.0
+    ca_file: str | None = None
+    sent_folder: str = "auto"  # "auto" = SPECIAL-USE \Sent, then the usual names
+    poll_folder: str | None = None
+
+
+class Alias(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    employee_id: int = Field(foreign_key="employee.id", index=True)
+    description: str = Field(unique=True)
+    display_name: str
+    from_address: str
+    reply_to: str | None = None
+    smtp_account_id: int | None = Field(default=None, foreign_key="smtp_account.id")
+    imap_server_id: int | None = Field(default=None, foreign_key="imap_server.id")
+    is_default: bool = False
+    delay_ms: int = 0
+    next_send_at: dt.datetime | None = None  # rate limit: no send through this alias before this
+
+
+class Candidate(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True)  # normalized: lower case
+    name: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("employee_id", "candidate_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    employee_id: int = Field(foreign_key="employee.id", index=True)
+    candidate_id: int = Field(foreign_key="candidate.id", index=True)
+    thread_index: str | None = None  # Outlook Thread-Index header block (base64) of the thread
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class OutboundMessage(SQLModel, table=True):
+    """One entry of the Mail Log: the exact bytes to send and where they stand."""
+
+    __tablename__ = "outbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(unique=True, index=True)  # with angle brackets
+    employee_id: int | None = Field(default=None, foreign_key="employee.id", index=True)
+    alias_id: int | None = Field(default=None, foreign_key="alias.id")
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
+    automated: bool = False
+    from_addr: str
+    envelope_from: str
+    to_addr: str
+    subject: str
+    thread_index: str | None = None
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default="queued", index=True)
+    attempts: int = 0
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    claimed_until: dt.datetime | None = None
+    last_code: int | None = None
+    last_reply: str | None = None
+    hint: str | None = None
+    smtp_account: str | None = None  # name of the account of the last attempt
+    sent_at: dt.datetime | None = None
+    sent_folder: str = "none"  # none | pending | appended | skipped | failed
+    sent_folder_attempts: int = 0
+    sent_folder_next_at: dt.datetime | None = None
+    sent_folder_error: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """Every SMTP attempt with the server's answer, for the Mail Log's history."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbound_id: int = Field(foreign_key="outbound_message.id", index=True)
+    number: int
+    at: dt.datetime = Field(default_factory=utcnow)
+    smtp_account: str | None = None
+    outcome: str  # sent | deferred | undeliverable | not_sent
+    code: int | None = None
+    reply: str | None = None
+    hint: str | None = None
