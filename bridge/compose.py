@@ -98,6 +98,12 @@ def text_of_html(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
+def _transfer_encoding(body: str) -> str:
+    """7bit where it fits; else quoted-printable, so no server needs 8BITMIME and no line is too long."""
+    fits = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
+    return "7bit" if fits else "quoted-printable"
+
+
 def render(draft: Draft) -> bytes:
     """The message as sent: CRLF line ends, MIME encoded-words for non-ASCII names and subjects."""
     refuse_line_breaks(subject=draft.subject, display_name=draft.from_name, to_name=draft.to_name,
@@ -121,9 +127,9 @@ def render(draft: Draft) -> bytes:
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
     text = draft.text if draft.text is not None else text_of_html(draft.html or "")
-    msg.set_content(text, charset="utf-8")
+    msg.set_content(text, charset="utf-8", cte=_transfer_encoding(text))
     if draft.html is not None:
-        msg.add_alternative(draft.html, subtype="html", charset="utf-8")
+        msg.add_alternative(draft.html, subtype="html", charset="utf-8", cte=_transfer_encoding(draft.html))
     return msg.as_bytes()
 
 

@@ -88,7 +88,7 @@ def failure_from_exception(exc: BaseException, stage: str) -> Failure:
     if isinstance(exc, imaplib.IMAP4.error):
         return Failure("imap", stage, None, _text(exc))
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return Failure("cert", stage, None, exc.verify_message or str(exc))
+        return Failure("cert", stage, None, f"certificate verify failed: {exc.verify_message or exc.reason}")
     if isinstance(exc, ssl.SSLError):
         return Failure("tls", stage, None, exc.reason or str(exc))
     if isinstance(exc, TimeoutError | socket.timeout):

@@ -95,8 +95,9 @@ def _sent_folder_state(session, message: OutboundMessage, account: SmtpAccount) 
     return "skipped" if account.provider_files_sent else "pending"
 
 
-def record_sent(engine: Engine, claimed: Claimed, code: int, reply: str) -> None:
+def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
     now = utcnow()
+    reply = f"{code} {text}".strip()
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claimed.id)
         message.attempts += 1
