@@ -1,0 +1,163 @@
+"""The Sent folder copy, against a real Dovecot: exact bytes, \\Seen, once, even across retries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bridge import sent_folder
+from models import OutboundMessage
+from tests.conftest import Bridge
+from tests.servers.dovecot import Dovecot, start_dovecot
+from tests.test_outbound_smtp import add_account, add_alias, only_entry, send
+
+IMAP_PW_ENV = "RB_IMAP_PW"
+
+
+def add_imap(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, name: str = "mailbox",
+             security: str = "starttls", password: str | None = None, sent_folder_name: str | None = None) -> None:
+    monkeypatch.setenv(IMAP_PW_ENV, password or server.password)
+    port = server.ssl_port if security == "ssl" else server.port
+    args = ["imap", "add", name, "--host", "localhost", "--port", str(port), "--security", security,
+            "--username", server.user, "--password-env", IMAP_PW_ENV, "--ca-file", str(server.cafile),
+            "--timeout", "5"]
+    if sent_folder_name:
+        args += ["--sent-folder", sent_folder_name]
+    b.run(*args)
+
+
+def stored_raw(b: Bridge) -> bytes:
+    with Session(b.engine()) as s:
+        return s.exec(select(OutboundMessage.raw)).one()
+
+
+def test_sent_mail_is_filed_once_with_exact_bytes_and_seen(bridge: Bridge, smtp_peer, dovecot: Dovecot,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("accept")
+    add_account(bridge, peer.host, peer.port, monkeypatch)
+    add_imap(bridge, dovecot, monkeypatch)
+    add_alias(bridge)
+    bridge.run("alias", "link", "Ana jobs", "--imap", "mailbox")
+    send(bridge, subject="Entrevista mañana")
+    bridge.run("worker", "--once")
+
+    entry = only_entry(bridge)
+    assert (entry["status"], entry["sent_folder"]) == ("sent", "appended")
+    filed = dovecot.folder_messages("Sent")
+    assert filed == [stored_raw(bridge)] == [peer.received[0].data]
+    assert b"\\Seen" in dovecot.folder_flags("Sent")[0]
+    bridge.run("worker", "--once")
+    assert len(dovecot.folder_messages("Sent")) == 1
+
+
+def test_retry_after_a_crash_finds_the_copy_and_files_nothing_twice(lite_bridge: Bridge, smtp_peer,
+                                                                    dovecot: Dovecot,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("accept")
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+    add_imap(lite_bridge, dovecot, monkeypatch)
+    add_alias(lite_bridge, imap="mailbox")
+    send(lite_bridge)
+    lite_bridge.run("worker", "--once")
+    assert len(dovecot.folder_messages("Sent")) == 1
+    # The worker died after APPEND but before recording it: the state says pending, claimed once.
+    with Session(lite_bridge.engine()) as s:
+        m = s.exec(select(OutboundMessage)).one()
+        m.sent_folder, m.sent_folder_next_at = "pending", m.created_at
+        s.add(m)
+        s.commit()
+    lite_bridge.run("worker", "--once")
+    assert only_entry(lite_bridge)["sent_folder"] == "appended"
+    assert len(dovecot.folder_messages("Sent")) == 1
+
+
+@pytest.mark.parametrize("special_use, folder_name, configured", [
+    (True, "Gesendet", None),           # SPECIAL-USE \Sent, whatever its name
+    (False, "Sent Items", None),        # no SPECIAL-USE: the usual names
+    (False, "Outbox Archive", "Outbox Archive"),  # no SPECIAL-USE, unusual name: the configured one
+])
+def test_sent_folder_discovery(lite_bridge: Bridge, smtp_peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               special_use: bool, folder_name: str, configured: str | None) -> None:
+    server = start_dovecot(tmp_path / "imap", special_use=special_use, sent_name=folder_name)
+    try:
+        peer = smtp_peer("accept")
+        add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+        add_imap(lite_bridge, server, monkeypatch, sent_folder_name=configured)
+        add_alias(lite_bridge, imap="mailbox")
+        assert f"Sent folder: {folder_name}" in lite_bridge.run("test", "imap", "mailbox").stdout
+        send(lite_bridge)
+        lite_bridge.run("worker", "--once")
+        assert only_entry(lite_bridge)["sent_folder"] == "appended"
+        assert len(server.folder_messages(folder_name)) == 1
+    finally:
+        server.stop()
+
+
+def test_no_sent_folder_is_reported_and_retried(lite_bridge: Bridge, smtp_peer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_dovecot(tmp_path / "imap", special_use=False, sent_name="Outbox Archive")
+    try:
+        peer = smtp_peer("accept")
+        add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+        add_imap(lite_bridge, server, monkeypatch)
+        add_alias(lite_bridge, imap="mailbox")
+        result = lite_bridge.run("test", "imap", "mailbox", ok=False)
+        assert result.exit_code == 1 and "Status: FAILED" in result.stdout and "--sent-folder" in result.stdout
+        send(lite_bridge)
+        lite_bridge.run("worker", "--once")
+        entry = only_entry(lite_bridge)
+        assert (entry["status"], entry["sent_folder"]) == ("sent", "pending")
+        assert "--sent-folder" in entry["sent_folder_error"]
+    finally:
+        server.stop()
+
+
+def test_wrong_imap_password_leaves_the_send_alone_and_gives_up_after_retries(
+        lite_bridge: Bridge, smtp_peer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("accept")
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+    add_imap(lite_bridge, dovecot, monkeypatch, password="wrong-password")
+    add_alias(lite_bridge, imap="mailbox")
+    send(lite_bridge)
+    for _ in range(sent_folder.MAX_APPEND_ATTEMPTS):
+        lite_bridge.run("worker", "--once")
+        with Session(lite_bridge.engine()) as s:  # make the next retry due now
+            m = s.exec(select(OutboundMessage)).one()
+            m.sent_folder_next_at = m.created_at
+            s.add(m)
+            s.commit()
+    entry = only_entry(lite_bridge)
+    assert (entry["status"], entry["sent_folder"]) == ("sent", "failed")
+    assert "username or password" in entry["sent_folder_error"]
+    assert dovecot.folder_messages("Sent") == []
+
+
+def test_provider_that_files_sent_mail_itself_is_skipped(lite_bridge: Bridge, smtp_peer, dovecot: Dovecot,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("accept")
+    lite_bridge.run("smtp", "add", "gmail-like", "--host", peer.host, "--port", str(peer.port), "--security", "none",
+                    "--provider-files-sent")
+    add_imap(lite_bridge, dovecot, monkeypatch)
+    add_alias(lite_bridge, smtp="gmail-like", imap="mailbox")
+    send(lite_bridge)
+    lite_bridge.run("worker", "--once")
+    assert only_entry(lite_bridge)["sent_folder"] == "skipped"
+    assert dovecot.folder_messages("Sent") == []
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_test_imap_ok_over_tls(lite_bridge: Bridge, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch,
+                               security: str) -> None:
+    add_imap(lite_bridge, dovecot, monkeypatch, security=security)
+    out = lite_bridge.run("test", "imap", "mailbox").stdout
+    assert out.strip().endswith("Status: OK") and "Sent folder: Sent" in out
+
+
+def test_test_imap_wrong_password(lite_bridge: Bridge, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_imap(lite_bridge, dovecot, monkeypatch, password="wrong-password")
+    result = lite_bridge.run("test", "imap", "mailbox", ok=False)
+    assert result.exit_code == 1
+    assert "Status: FAILED" in result.stdout and "username or password" in result.stdout
+    assert "wrong-password" not in result.output
