@@ -10,10 +10,11 @@ from sqlmodel import Session, select
 from bridge import sent_folder
 from models import OutboundMessage
 from tests.conftest import Bridge
-from tests.servers.dovecot import Dovecot, start_dovecot
+from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
 from tests.test_outbound_smtp import add_account, add_alias, only_entry, send
 
 IMAP_PW_ENV = "RB_IMAP_PW"
+pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
 
 
 def add_imap(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, name: str = "mailbox",
