@@ -61,15 +61,15 @@ class Pending:
     retry: bool
 
 
-def claim(engine: Engine) -> dict[int, list[Pending]]:
-    """Claim every due append, grouped by IMAP server id."""
+def claim(engine: Engine) -> dict[int | None, list[Pending]]:
+    """Claim every due append, grouped by IMAP server id (None: the alias lost its link)."""
     now = utcnow()
     due = (OutboundMessage.sent_folder == "pending", OutboundMessage.sent_folder_next_at <= now)
     with session_scope(engine) as session:
         rows = session.exec(select(OutboundMessage.id, Alias.imap_server_id)
                             .join(Alias, Alias.id == OutboundMessage.alias_id)
                             .where(*due).order_by(OutboundMessage.id)).all()
-    claimed: dict[int, list[Pending]] = defaultdict(list)
+    claimed: dict[int | None, list[Pending]] = defaultdict(list)
     for outbound_id, server_id in rows:
         with session_scope(engine) as session:
             taken = session.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id, *due)
@@ -114,8 +114,13 @@ def run(engine: Engine) -> int:
     filed = 0
     for server_id, items in claim(engine).items():
         with session_scope(engine) as session:
-            server = session.get(ImapServer, server_id)
-            session.expunge(server)
+            server = session.get(ImapServer, server_id) if server_id is not None else None
+            if server is not None:
+                session.expunge(server)
+        if server is None:  # the alias was unlinked (or the server removed) after the send
+            for item in items:
+                _record(engine, item.id, "failed", "the alias is no longer linked to an IMAP server")
+            continue
         try:
             client = open_imap(server)
         except StageError as err:

@@ -331,3 +331,20 @@ def test_elapsed_is_bounded_for_slow_servers(lite_bridge: Bridge, smtp_peer, mon
     started = time.monotonic()
     lite_bridge.run("worker", "--once")
     assert time.monotonic() - started < 10
+
+
+def test_automated_mail_goes_through_the_database_wide_account(lite_bridge: Bridge, smtp_peer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    personal, shared = smtp_peer("accept"), smtp_peer("accept")
+    add_account(lite_bridge, personal.host, personal.port, monkeypatch)
+    add_account(lite_bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    add_alias(lite_bridge)
+    lite_bridge.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "We got your application",
+                    "--body", "Thank you.", "--automated")
+    send(lite_bridge)  # a person's mail: the alias's own account
+    lite_bridge.run("worker", "--once")
+    assert len(shared.received) == 1 and len(personal.received) == 1
+    automated = email.message_from_bytes(shared.received[0].data, policy=email.policy.default)
+    assert automated["Auto-Submitted"] == "auto-generated" and automated["X-Auto-Response-Suppress"] == "All"
+    assert "Auto-Submitted" not in email.message_from_bytes(personal.received[0].data)
+    assert {e["smtp_account"] for e in lite_bridge.json("log")} == {"main", "shared"}

@@ -162,3 +162,26 @@ def test_test_imap_wrong_password(lite_bridge: Bridge, dovecot: Dovecot, monkeyp
     assert result.exit_code == 1
     assert "Status: FAILED" in result.stdout and "username or password" in result.stdout
     assert "wrong-password" not in result.output
+
+
+def test_alias_unlinked_after_the_send_fails_the_copy_with_a_reason(lite_bridge: Bridge, smtp_peer,
+                                                                    dovecot: Dovecot,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import Alias
+
+    peer = smtp_peer("accept")
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+    add_imap(lite_bridge, dovecot, monkeypatch)
+    add_alias(lite_bridge, imap="mailbox")
+    send(lite_bridge)
+    from bridge import worker
+    worker.send_due(lite_bridge.engine())  # sent; the copy is pending
+    with Session(lite_bridge.engine()) as s:
+        alias = s.exec(select(Alias)).one()
+        alias.imap_server_id = None
+        s.add(alias)
+        s.commit()
+    lite_bridge.run("worker", "--once")
+    entry = only_entry(lite_bridge)
+    assert (entry["status"], entry["sent_folder"]) == ("sent", "failed")
+    assert "no longer linked" in entry["sent_folder_error"]

@@ -23,6 +23,14 @@ def test_migrations_match_the_models(bridge: Bridge) -> None:
     assert diff == []
 
 
+def test_head_constant_is_the_newest_migration(lite_bridge: Bridge) -> None:
+    from alembic.script import ScriptDirectory
+
+    from models.db import HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config(lite_bridge.engine())).get_current_head() == HEAD
+
+
 def test_init_is_idempotent_and_commands_need_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     b = _bridge(f"sqlite:///{tmp_path}/new.db", tmp_path, monkeypatch)
     result = b.run("employee", "list", ok=False)
