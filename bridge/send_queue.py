@@ -18,7 +18,7 @@ from sqlmodel import select
 from bridge import portal
 from bridge.diagnosis import Diagnosis, Failure
 from bridge.outbound import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
-from models import Alias, DeliveryAttempt, ImapServer, OutboundMessage, SmtpAccount, utcnow
+from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
 
 MAX_ATTEMPTS = 3
@@ -27,13 +27,15 @@ LEASE = dt.timedelta(minutes=10)
 
 @dataclass(frozen=True)
 class Claimed:
-    """What the sender needs, copied out of the claiming transaction."""
+    """What the sender and the recorder need, copied out of the claiming transaction."""
 
     id: int
     envelope_from: str
     to_addr: str
     raw: bytes
     account: SmtpAccount | None
+    attempts: int  # attempts made before this one
+    copy_state: str  # sent_folder state after a successful send: none | pending | skipped
 
 
 @dataclass(frozen=True)
@@ -49,66 +51,73 @@ def _due(now: dt.datetime):  # noqa: ANN202 - a SQL expression
     return or_(waiting, stale)
 
 
-def claim_next(engine: Engine) -> Claimed | Waiting | None:
-    """Claim the oldest due message whose alias may send now.
+def _copy_state(alias: Alias | None, account: SmtpAccount | None) -> str:
+    if alias is None or alias.imap_server_id is None or account is None:
+        return "none"
+    return "skipped" if account.provider_files_sent else "pending"
+
+
+def claim_batch(engine: Engine, limit: int = 20) -> list[Claimed] | Waiting | None:
+    """Claim up to `limit` due messages, oldest first, at most one per rate-limited alias.
 
     Each claim is a conditional UPDATE (still due? alias free?) checked by its row count, so two
-    workers racing for one row cannot both win, on SQLite as on PostgreSQL.
+    workers racing for a row cannot both win, on SQLite as on PostgreSQL; one transaction (one
+    commit) covers the batch.
     """
     now = utcnow()
+    earliest: dt.datetime | None = None
+    taken_ids: list[int] = []
+    held_aliases: set[int] = set()
     with session_scope(engine) as session:
         candidates = session.exec(
             select(OutboundMessage.id, OutboundMessage.alias_id, Alias.next_send_at, Alias.delay_ms)
             .join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
-            .where(_due(now)).order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(50)
+            .where(_due(now)).order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit * 3)
         ).all()
-    earliest: dt.datetime | None = None
-    for message_id, alias_id, next_send_at, delay_ms in candidates:
-        if next_send_at is not None and next_send_at > now:
-            earliest = min(earliest or next_send_at, next_send_at)
-            continue
-        with session_scope(engine) as session:
-            taken = session.exec(update(OutboundMessage)
-                                 .where(OutboundMessage.id == message_id, _due(now))
-                                 .values(status="sending", claimed_until=now + LEASE))
-            if taken.rowcount != 1:
+        for message_id, alias_id, next_send_at, delay_ms in candidates:
+            if len(taken_ids) == limit:
+                break
+            if next_send_at is not None and next_send_at > now:
+                earliest = min(earliest or next_send_at, next_send_at)
                 continue
-            if alias_id is not None and delay_ms:
+            if delay_ms:
+                if alias_id in held_aliases:
+                    continue
                 free = or_(Alias.next_send_at.is_(None), Alias.next_send_at <= now)
                 held = session.exec(update(Alias).where(Alias.id == alias_id, free)
                                     .values(next_send_at=now + dt.timedelta(milliseconds=delay_ms)))
                 if held.rowcount != 1:  # another worker just sent through this alias
-                    session.rollback()
                     continue
-            message = session.get(OutboundMessage, message_id)
-            account = account_for(session, message)
-            if account is not None:
-                session.expunge(account)
-            return Claimed(message.id, message.envelope_from, message.to_addr, message.raw, account)
-    return Waiting(earliest) if earliest else None
-
-
-def _sent_folder_state(session, message: OutboundMessage, account: SmtpAccount) -> str:  # noqa: ANN001
-    alias = session.get(Alias, message.alias_id) if message.alias_id else None
-    if alias is None or alias.imap_server_id is None or session.get(ImapServer, alias.imap_server_id) is None:
-        return "none"
-    return "skipped" if account.provider_files_sent else "pending"
+                held_aliases.add(alias_id)
+            taken = session.exec(update(OutboundMessage).where(OutboundMessage.id == message_id, _due(now))
+                                 .values(status="sending", claimed_until=now + LEASE))
+            if taken.rowcount == 1:
+                taken_ids.append(message_id)
+        if not taken_ids:
+            return Waiting(earliest) if earliest else None
+        messages = session.exec(select(OutboundMessage).where(OutboundMessage.id.in_(taken_ids))
+                                .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)).all()
+        claimed = []
+        for m in messages:
+            account = account_for(session, m)
+            alias = session.get(Alias, m.alias_id) if m.alias_id else None
+            claimed.append(Claimed(m.id, m.envelope_from, m.to_addr, m.raw, account, m.attempts,
+                                   _copy_state(alias, account)))
+        session.expunge_all()
+        return claimed
 
 
 def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
     now = utcnow()
     reply = f"{code} {text}".strip()
+    account = claimed.account.name if claimed.account else None
     with session_scope(engine) as session:
-        message = session.get(OutboundMessage, claimed.id)
-        message.attempts += 1
-        message.status, message.sent_at, message.claimed_until = "sent", now, None
-        message.last_code, message.last_reply, message.hint = code, reply, None
-        message.smtp_account = claimed.account.name if claimed.account else None
-        message.sent_folder = _sent_folder_state(session, message, claimed.account)
-        message.sent_folder_next_at = now
-        session.add(message)
-        session.add(DeliveryAttempt(outbound_id=message.id, number=message.attempts, at=now,
-                                    smtp_account=message.smtp_account, outcome="sent", code=code, reply=reply))
+        session.exec(update(OutboundMessage).where(OutboundMessage.id == claimed.id).values(
+            attempts=claimed.attempts + 1, status="sent", sent_at=now, claimed_until=None, last_code=code,
+            last_reply=reply, hint=None, smtp_account=account, sent_folder=claimed.copy_state,
+            sent_folder_next_at=now))
+        session.add(DeliveryAttempt(outbound_id=claimed.id, number=claimed.attempts + 1, at=now,
+                                    smtp_account=account, outcome="sent", code=code, reply=reply))
 
 
 def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis: Diagnosis) -> str:

@@ -70,16 +70,17 @@ def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None
     pool = SmtpPool()
     try:
         while True:
-            claimed = send_queue.claim_next(engine)
-            if claimed is None:
+            batch = send_queue.claim_batch(engine)
+            if batch is None:
                 break
-            if isinstance(claimed, send_queue.Waiting):
-                pause = (claimed.until - utcnow()).total_seconds()
+            if isinstance(batch, send_queue.Waiting):
+                pause = (batch.until - utcnow()).total_seconds()
                 time.sleep(min(max(pause, 0.0), MAX_RATE_WAIT_S))
                 continue
-            _send_one(engine, pool, claimed, report)
-            if progress:
-                progress(report)
+            for claimed in batch:
+                _send_one(engine, pool, claimed, report)
+                if progress:
+                    progress(report)
     finally:
         pool.close()
     return report

@@ -308,8 +308,8 @@ def test_worker_reclaims_a_message_whose_worker_died(lite_bridge: Bridge, smtp_p
     add_alias(lite_bridge)
     send(lite_bridge)
     from bridge import send_queue
-    claimed = send_queue.claim_next(lite_bridge.engine())  # a worker claims it, then dies
-    assert isinstance(claimed, send_queue.Claimed)
+    claimed = send_queue.claim_batch(lite_bridge.engine())  # a worker claims it, then dies
+    assert isinstance(claimed, list) and len(claimed) == 1
     lite_bridge.run("worker", "--once")
     assert only_entry(lite_bridge)["status"] == "sending"  # its lease still holds
     with Session(lite_bridge.engine()) as s:
