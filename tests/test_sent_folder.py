@@ -11,6 +11,7 @@ from bridge import sent_folder
 from models import OutboundMessage
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
+from tests.servers.smtp_peers import SmtpPeer
 from tests.test_outbound_smtp import add_account, add_alias, only_entry, send
 
 IMAP_PW_ENV = "RB_IMAP_PW"
@@ -27,6 +28,16 @@ def add_imap(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, nam
     if sent_folder_name:
         args += ["--sent-folder", sent_folder_name]
     b.run(*args)
+
+
+def linked_sender(b: Bridge, smtp_peer, server: Dovecot, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                  **imap_options: str) -> SmtpPeer:
+    """An accepting SMTP peer, the alias sending through it, linked to `server`'s Sent folder."""
+    peer = smtp_peer("accept")
+    add_account(b, peer.host, peer.port, monkeypatch)
+    add_imap(b, server, monkeypatch, **imap_options)
+    add_alias(b, imap="mailbox")
+    return peer
 
 
 def stored_raw(b: Bridge) -> bytes:
@@ -56,10 +67,7 @@ def test_sent_mail_is_filed_once_with_exact_bytes_and_seen(bridge: Bridge, smtp_
 def test_retry_after_a_crash_finds_the_copy_and_files_nothing_twice(lite_bridge: Bridge, smtp_peer,
                                                                     dovecot: Dovecot,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    peer = smtp_peer("accept")
-    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
-    add_imap(lite_bridge, dovecot, monkeypatch)
-    add_alias(lite_bridge, imap="mailbox")
+    linked_sender(lite_bridge, smtp_peer, dovecot, monkeypatch)
     send(lite_bridge)
     lite_bridge.run("worker", "--once")
     assert len(dovecot.folder_messages("Sent")) == 1
@@ -83,10 +91,7 @@ def test_sent_folder_discovery(lite_bridge: Bridge, smtp_peer, tmp_path: Path, m
                                special_use: bool, folder_name: str, configured: str | None) -> None:
     server = start_dovecot(tmp_path / "imap", special_use=special_use, sent_name=folder_name)
     try:
-        peer = smtp_peer("accept")
-        add_account(lite_bridge, peer.host, peer.port, monkeypatch)
-        add_imap(lite_bridge, server, monkeypatch, sent_folder_name=configured)
-        add_alias(lite_bridge, imap="mailbox")
+        linked_sender(lite_bridge, smtp_peer, server, monkeypatch, sent_folder_name=configured)
         assert f"Sent folder: {folder_name}" in lite_bridge.run("test", "imap", "mailbox").stdout
         send(lite_bridge)
         lite_bridge.run("worker", "--once")
@@ -100,10 +105,7 @@ def test_no_sent_folder_is_reported_and_retried(lite_bridge: Bridge, smtp_peer, 
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     server = start_dovecot(tmp_path / "imap", special_use=False, sent_name="Outbox Archive")
     try:
-        peer = smtp_peer("accept")
-        add_account(lite_bridge, peer.host, peer.port, monkeypatch)
-        add_imap(lite_bridge, server, monkeypatch)
-        add_alias(lite_bridge, imap="mailbox")
+        linked_sender(lite_bridge, smtp_peer, server, monkeypatch)
         result = lite_bridge.run("test", "imap", "mailbox", ok=False)
         assert result.exit_code == 1 and "Status: FAILED" in result.stdout and "--sent-folder" in result.stdout
         send(lite_bridge)
@@ -117,10 +119,7 @@ def test_no_sent_folder_is_reported_and_retried(lite_bridge: Bridge, smtp_peer, 
 
 def test_wrong_imap_password_leaves_the_send_alone_and_gives_up_after_retries(
         lite_bridge: Bridge, smtp_peer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
-    peer = smtp_peer("accept")
-    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
-    add_imap(lite_bridge, dovecot, monkeypatch, password="wrong-password")
-    add_alias(lite_bridge, imap="mailbox")
+    linked_sender(lite_bridge, smtp_peer, dovecot, monkeypatch, password="wrong-password")
     send(lite_bridge)
     for _ in range(sent_folder.MAX_APPEND_ATTEMPTS):
         lite_bridge.run("worker", "--once")
@@ -169,10 +168,7 @@ def test_alias_unlinked_after_the_send_fails_the_copy_with_a_reason(lite_bridge:
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from models import Alias
 
-    peer = smtp_peer("accept")
-    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
-    add_imap(lite_bridge, dovecot, monkeypatch)
-    add_alias(lite_bridge, imap="mailbox")
+    linked_sender(lite_bridge, smtp_peer, dovecot, monkeypatch)
     send(lite_bridge)
     from bridge import worker
     worker.send_due(lite_bridge.engine())  # sent; the copy is pending
