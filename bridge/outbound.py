@@ -11,12 +11,12 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from bridge import accounts, portal, secrets
+from bridge import accounts, conversations, portal, secrets
 from bridge.compose import Draft, check_address, display_from, refuse_line_breaks, render
 from bridge.errors import InputError
-from models import Alias, Candidate, Conversation, DeliveryAttempt, Employee, OutboundMessage, SmtpAccount, utcnow
+from models import Alias, Conversation, DeliveryAttempt, Employee, OutboundMessage, SmtpAccount, utcnow
 from routing.message_ids import child_thread_index, make_message_id, new_thread_index
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -56,22 +56,6 @@ def fill_placeholders(body: str, values: dict[str, str], portal_url: str) -> str
     return PLACEHOLDER.sub(replace, body)
 
 
-def _conversation(session: Session, employee: Employee, to: str, to_name: str | None) -> Conversation:
-    email = to.lower()
-    candidate = session.exec(select(Candidate).where(Candidate.email == email)).first()
-    if candidate is None:
-        candidate = Candidate(email=email, name=to_name)
-        session.add(candidate)
-        session.flush()
-    conversation = session.exec(select(Conversation).where(Conversation.employee_id == employee.id,
-                                                           Conversation.candidate_id == candidate.id)).first()
-    if conversation is None:
-        conversation = Conversation(employee_id=employee.id, candidate_id=candidate.id)
-        session.add(conversation)
-        session.flush()
-    return conversation
-
-
 def _thread_index(session: Session, conversation: Conversation) -> str:
     """The conversation's Outlook thread: a header block first, then child blocks."""
     if conversation.thread_index is None:
@@ -106,7 +90,7 @@ def queue(session: Session, req: Request) -> OutboundMessage:
     else:
         from_addr, reply_to = number_addr, alias.reply_to if alias else None
 
-    conversation = _conversation(session, employee, to, req.to_name)
+    _candidate, conversation = conversations.link(session, employee, to, req.to_name)
     message_id = make_message_id(secrets.signing_key("message-id"), numbered.primary.domain, conversation.id)
     thread_index = _thread_index(session, conversation)
     now = utcnow()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from bridge import send_queue, sent_folder
+from bridge import ingest, send_queue, sent_folder
 from bridge.connections import StageError, endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import ConfigError
@@ -32,6 +32,7 @@ class RunReport:
     undeliverable: int = 0
     not_sent: int = 0
     filed: int = 0
+    routed: int = 0
     events: list[str] = field(default_factory=list)
 
 
@@ -87,7 +88,12 @@ def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None
 
 
 def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None) -> RunReport:
-    """All work due now: the send queue, then the Sent-folder appends it produced."""
-    report = send_due(engine, progress)
+    """All work due now: stored messages not yet routed, the send queue, then the Sent-folder appends."""
+    report = RunReport()
+    report.routed = ingest.finish_unrouted(engine)
+    sent = send_due(engine, progress)
+    report.sent, report.deferred, report.undeliverable, report.not_sent = (
+        sent.sent, sent.deferred, sent.undeliverable, sent.not_sent)
+    report.events = sent.events
     report.filed = sent_folder.run(engine)
     return report

@@ -7,6 +7,7 @@ from models.tables import (
     DeliveryAttempt,
     Employee,
     ImapServer,
+    InboundMessage,
     OutboundMessage,
     Setting,
     SmtpAccount,
@@ -14,6 +15,6 @@ from models.tables import (
 )
 
 __all__ = [
-    "Alias", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapServer",
+    "Alias", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapServer", "InboundMessage",
     "OutboundMessage", "Setting", "SmtpAccount", "utcnow",
 ]

@@ -141,3 +141,43 @@ class DeliveryAttempt(SQLModel, table=True):
     code: int | None = None
     reply: str | None = None
     hint: str | None = None
+
+
+class InboundMessage(SQLModel, table=True):
+    """One received message: raw bytes first (step 1), then the routing decision (steps 2-5).
+
+    `dedup_key` is the normalized Message-ID (or a content hash when there is none), so the same
+    reply seen by SMTP and by IMAP is stored once. `routed_at` is empty until the decision is
+    committed: such rows are finished by the worker after a crash.
+    """
+
+    __tablename__ = "inbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(unique=True, index=True, max_length=998)
+    message_id: str | None = Field(default=None, index=True, max_length=998)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    source: str  # smtp | imap | pipe
+    envelope_from: str | None = None
+    envelope_to: str = "[]"  # JSON list
+    received_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    from_addr: str | None = Field(default=None, index=True)
+    from_name: str | None = None
+    subject: str | None = None
+    in_reply_to: str | None = None
+    references: str | None = None
+    reply_text: str | None = None
+    parse_error: str | None = None
+    kind: str | None = None  # reply | auto_reply | bounce
+    route: str | None = Field(default=None, index=True)  # employee | unassigned | bounce
+    rule: str | None = None  # bounce | thread | numbered | known_sender | loop | none
+    reason: str | None = None
+    employee_id: int | None = Field(default=None, foreign_key="employee.id", index=True)
+    candidate_id: int | None = Field(default=None, foreign_key="candidate.id")
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
+    outbound_id: int | None = Field(default=None, foreign_key="outbound_message.id")  # a bounce's original
+    flagged: bool = False
+    flag_reason: str | None = None
+    triage: str | None = Field(default=None, index=True)  # open | assigned | dismissed (unassigned only)
+    routed_at: dt.datetime | None = Field(default=None, index=True)

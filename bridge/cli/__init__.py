@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import mail_cmds, setup_cmds
+from bridge.cli import inbound_cmds, mail_cmds, setup_cmds
 from bridge.cli.common import BridgeGroup
 
 
@@ -14,7 +14,7 @@ def cli() -> None:
     """replybridge: mail between recruiting software and candidates, from numbered per-employee addresses."""
 
 
-for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS):
+for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS, *inbound_cmds.COMMANDS):
     cli.add_command(command)
 
 

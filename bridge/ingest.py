@@ -1,0 +1,191 @@
+"""The one inbound pipeline for the SMTP receiver, the IMAP poller and `replybridge ingest`.
+
+1. `store`: the raw bytes and the envelope are committed, deduplicated by normalized Message-ID
+   (else a content hash). Only after this may a source acknowledge the message (SMTP 250, IMAP
+   progress). 2-5. `process`: parse, classify, route, and commit the decision in one transaction.
+A stored message whose decision was never committed (a crash) is finished by `finish_unrouted`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bridge import conversations, portal, secrets
+from bridge.diagnosis import Endpoint, Failure, diagnose
+from bridge.directory import DatabaseDirectory
+from bridge.parse import Parsed, dedup_key, parse
+from models import Employee, InboundMessage, OutboundMessage, utcnow
+from models.db import session_scope
+from routing.classify import BounceInfo, Classification, classify
+from routing.reply_text import extract_reply
+from routing.router import Decision, Envelope, route
+
+log = logging.getLogger(__name__)
+BOUNCE_MATCH_WINDOW = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    raw: bytes
+    source: str  # smtp | imap | pipe
+    envelope_from: str | None = None
+    envelope_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    duplicate: bool
+
+
+def _existing(session: Session, key: str) -> int | None:
+    return session.exec(select(InboundMessage.id).where(InboundMessage.dedup_key == key)).first()
+
+
+def store_many(engine: Engine, items: Iterable[Incoming]) -> list[Stored]:
+    """Commit the raw messages (one transaction for the lot); duplicates return the stored id."""
+    items = list(items)
+    keys = [dedup_key(item.raw) for item in items]
+    try:
+        return _store(engine, items, keys)
+    except IntegrityError:  # another process stored one of them meanwhile: store one at a time
+        return [_store(engine, [item], [key])[0] for item, key in zip(items, keys, strict=True)]
+
+
+def _store(engine: Engine, items: list[Incoming], keys: list[tuple[str, str | None]]) -> list[Stored]:
+    found: list[tuple[InboundMessage | int, bool]] = []  # (new row or stored id, duplicate?)
+    with session_scope(engine) as session:
+        new: dict[str, InboundMessage] = {}
+        for item, (key, mid) in zip(items, keys, strict=True):
+            existing = _existing(session, key)
+            if existing is not None or key in new:
+                found.append((existing if existing is not None else new[key], True))
+                continue
+            new[key] = InboundMessage(dedup_key=key, message_id=mid, raw=item.raw, size=len(item.raw),
+                                      source=item.source, envelope_from=item.envelope_from,
+                                      envelope_to=json.dumps(list(item.envelope_to)))
+            session.add(new[key])
+            found.append((new[key], False))
+        session.flush()
+    return [Stored(row if isinstance(row, int) else row.id, duplicate) for row, duplicate in found]
+
+
+def store(engine: Engine, item: Incoming) -> Stored:
+    return store_many(engine, [item])[0]
+
+
+def _bounced_outbound(session: Session, info: BounceInfo, received_at: dt.datetime) -> OutboundMessage | None:
+    """The original of a bounce: by its Message-ID, else the newest mail to a failed recipient."""
+    if info.original_message_id:
+        found = session.exec(select(OutboundMessage).where(OutboundMessage.message_id == info.original_message_id)
+                             ).first()
+        if found:
+            return found
+    if info.recipients:
+        return session.exec(select(OutboundMessage).where(
+            OutboundMessage.to_addr.in_(list(info.recipients)),
+            OutboundMessage.created_at >= received_at - BOUNCE_MATCH_WINDOW,
+            OutboundMessage.status.in_(("sent", "undeliverable")))
+            .order_by(OutboundMessage.created_at.desc())).first()
+    return None
+
+
+def bounce_hint(info: BounceInfo) -> str:
+    code = 550 if info.permanent else 450
+    failure = Failure("reply", "rcpt", code, f"{info.status or ''} {info.diagnostic or info.reason}".strip())
+    return diagnose(failure, Endpoint("the recipient's server", 25, "none")).hint
+
+
+def _apply_bounce(session: Session, row: InboundMessage, info: BounceInfo | None) -> str:
+    """Mark the original undeliverable (a permanent bounce only); returns the reason to record."""
+    if info is None:
+        return "bounce without readable details"
+    original = _bounced_outbound(session, info, row.received_at)
+    what = f"{info.status or 'no status'} {info.reason}".strip()
+    if original is None:
+        return f"bounce ({what}); the original message was not found"
+    row.outbound_id = original.id
+    if not info.permanent:
+        return f"delayed delivery notice ({what}) for Mail Log #{original.id}; it stays deliverable"
+    original.status = "undeliverable"
+    original.last_reply = f"bounce: {info.status or ''} {info.diagnostic or info.reason}".strip()[:1000]
+    original.hint = bounce_hint(info)
+    session.add(original)
+    return f"bounce ({what}) marked Mail Log #{original.id} undeliverable"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    parsed: Parsed
+    classification: Classification
+    decision: Decision
+
+
+def decide(session: Session, row: InboundMessage) -> Outcome:
+    """Steps 2-4: parse, classify, route. No writes: `ingest --dry-run --explain` uses it too."""
+    parsed = parse(row.raw)
+    classification = classify(parsed.message, row.envelope_from)
+    envelope = Envelope(row.envelope_from, tuple(json.loads(row.envelope_to or "[]")))
+    settings = portal.load(session)
+    decision = route(parsed.headers, envelope, classification, DatabaseDirectory(session), settings.numbered(),
+                     secrets.signing_key("message-id"))
+    return Outcome(parsed, classification, decision)
+
+
+def process(engine: Engine, inbound_id: int) -> InboundMessage:
+    """Steps 2-5 for one stored message, committed together."""
+    with session_scope(engine) as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row.routed_at is not None:
+            return row
+        outcome = decide(session, row)
+        parsed, decision = outcome.parsed, outcome.decision
+        row.from_addr, row.from_name, row.subject = parsed.from_addr, parsed.from_name, parsed.subject
+        row.in_reply_to = parsed.headers.first("in-reply-to")
+        row.references = " ".join(parsed.headers.all("references")) or None
+        row.parse_error = parsed.error
+        row.reply_text = extract_reply(parsed.text, parsed.html)
+        row.kind = outcome.classification.kind
+        row.route, row.rule, row.reason = decision.route, decision.rule, decision.reason
+        row.flagged, row.flag_reason = decision.flagged, decision.flag_reason
+        row.conversation_id = decision.conversation_id
+        if decision.route == "bounce":
+            row.reason = _apply_bounce(session, row, outcome.classification.bounce)
+        if decision.employee_number is not None:
+            employee = session.exec(select(Employee).where(Employee.number == decision.employee_number)).one()
+            row.employee_id = employee.id
+            if parsed.from_addr and not decision.flagged:
+                existing = conversations.find(session, employee, parsed.from_addr)
+                if existing is not None:
+                    row.candidate_id, row.conversation_id = existing.candidate_id, existing.id
+        row.triage = "open" if decision.route == "unassigned" else None
+        row.routed_at = utcnow()
+        session.add(row)
+        return row
+
+
+def ingest(engine: Engine, item: Incoming) -> tuple[InboundMessage, bool]:
+    """Store, then route; returns the message and whether it had been stored before."""
+    stored = store(engine, item)
+    return process(engine, stored.id), stored.duplicate
+
+
+def finish_unrouted(engine: Engine, limit: int = 500) -> int:
+    """Route messages stored but never routed (a crash between the steps)."""
+    with session_scope(engine) as session:
+        ids = session.exec(select(InboundMessage.id).where(InboundMessage.routed_at.is_(None))
+                           .order_by(InboundMessage.id).limit(limit)).all()
+    for inbound_id in ids:
+        try:
+            process(engine, inbound_id)
+        except Exception:  # noqa: BLE001 - one bad message must not stop the others; it stays stored
+            log.exception("routing stored message %s failed; it stays stored and is retried", inbound_id)
+    return len(ids)

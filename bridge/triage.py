@@ -1,0 +1,85 @@
+"""Unassigned messages: assign to an employee (linking the candidate, so the next reply threads),
+dismiss (kept, restorable), restore, and route stored messages again after a configuration fix."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bridge import accounts
+from bridge.conversations import link
+from bridge.errors import InputError, NotFound
+from bridge.ingest import process
+from models import Candidate, Employee, InboundMessage
+from models.db import session_scope
+
+
+def get_inbound(session: Session, inbound_id: int) -> InboundMessage:
+    row = session.get(InboundMessage, inbound_id)
+    if row is None:
+        raise NotFound(f"no inbound message {inbound_id}")
+    return row
+
+
+def _open(session: Session, inbound_id: int) -> InboundMessage:
+    row = get_inbound(session, inbound_id)
+    if row.route != "unassigned" or row.triage != "open":
+        state = row.triage if row.route == "unassigned" else f"routed to {row.route}"
+        raise InputError(f"message {inbound_id} is not an open unassigned message ({state})")
+    return row
+
+
+def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMessage:
+    row = _open(session, inbound_id)
+    employee = accounts.get_employee(session, employee_number)
+    if not employee.active:
+        raise InputError(f"employee {employee_number} is inactive")
+    row.route, row.employee_id, row.triage = "employee", employee.id, "assigned"
+    row.reason = f"assigned to employee {employee_number} by a person (was: {row.reason})"
+    if row.from_addr:
+        candidate, conversation = link(session, employee, row.from_addr, row.from_name)
+        row.candidate_id, row.conversation_id = candidate.id, conversation.id
+    session.add(row)
+    return row
+
+
+def dismiss(session: Session, inbound_id: int) -> InboundMessage:
+    row = _open(session, inbound_id)
+    row.triage = "dismissed"
+    session.add(row)
+    return row
+
+
+def restore(session: Session, inbound_id: int) -> InboundMessage:
+    row = get_inbound(session, inbound_id)
+    if row.triage != "dismissed":
+        raise InputError(f"message {inbound_id} is not dismissed")
+    row.triage = "open"
+    session.add(row)
+    return row
+
+
+def reroute(engine: Engine, ids: list[int]) -> list[InboundMessage]:
+    """Route stored messages again (after a settings or employee fix); a person's assignment stays."""
+    with session_scope(engine) as session:
+        for inbound_id in ids:
+            row = get_inbound(session, inbound_id)
+            if row.triage == "assigned":
+                raise InputError(f"message {inbound_id} was assigned by a person; it is not routed again")
+            row.routed_at = None
+            session.add(row)
+    return [process(engine, inbound_id) for inbound_id in ids]
+
+
+def inbound_json(session: Session, m: InboundMessage) -> dict[str, object]:
+    """An inbound message object as DESIGN.md's contract has it."""
+    employee = session.get(Employee, m.employee_id) if m.employee_id else None
+    candidate = session.get(Candidate, m.candidate_id) if m.candidate_id else None
+    return {
+        "id": m.id, "message_id": m.message_id, "from": m.from_addr, "from_name": m.from_name,
+        "subject": m.subject, "received_at": m.received_at.isoformat(), "source": m.source, "kind": m.kind,
+        "route": m.route, "employee_number": employee.number if employee else None,
+        "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
+        "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
+        "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
+    }

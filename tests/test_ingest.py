@@ -1,0 +1,163 @@
+"""The inbound pipeline through `replybridge ingest`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bridge import ingest
+from models import InboundMessage, OutboundMessage
+from tests.conftest import Bridge
+from tests.test_outbound_smtp import add_alias, closed_port, only_entry
+
+
+def reply(mid: str, sender: str, to: str, subject: str = "Re: Interview", in_reply_to: str = "",
+          extra: str = "", body: str = "Thank you, Monday works.\r\n") -> str:
+    irt = f"In-Reply-To: {in_reply_to}\r\nReferences: {in_reply_to}\r\n" if in_reply_to else ""
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
+            f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{irt}{extra}Content-Type: text/plain; charset=utf-8\r\n"
+            f"\r\n{body}")
+
+
+def ingest_json(b: Bridge, message: str) -> dict:
+    return json.loads(b.run("ingest", "-", "--json", stdin=message).stdout)
+
+
+def queue_one(b: Bridge, to: str = "cand@example.org") -> dict:
+    add_alias(b, smtp=None)
+    b.run("send", "--employee", "1042", "--to", to, "--subject", "Interview", "--body", "Hello")
+    return only_entry(b)
+
+
+def test_reply_threads_then_duplicates_are_stored_once(bridge: Bridge) -> None:
+    sent = queue_one(bridge)
+    got = ingest_json(bridge, reply("c1@example.org", "Cand <cand@example.org>", "jobs@example.test",
+                                    in_reply_to=sent["message_id"]))
+    assert (got["route"], got["employee_number"], got["kind"], got["candidate"]) == \
+        ("employee", 1042, "reply", "cand@example.org")
+    assert got["rule"] == "thread" and got["source"] == "pipe" and not got["duplicate"]
+    again = ingest_json(bridge, reply("c1@example.org", "cand@example.org", "jobs@example.test",
+                                      in_reply_to=sent["message_id"]))
+    assert again["duplicate"] and again["id"] == got["id"]
+    assert len(bridge.json("messages", "list")) == 1
+
+
+def test_unassigned_triage_assign_dismiss_restore(bridge: Bridge, tmp_path: Path) -> None:
+    bridge.run("employee", "add", "--number", "3055", "--name", "Cy", "--email", "cy@example.test", "--inactive")
+    files = []
+    for n, to in enumerate(("jobs+3055@example.test", "nobody@example.test", "jobs+9999@example.test")):
+        path = tmp_path / f"m{n}.eml"
+        path.write_text(reply(f"u{n}@example.net", f"new{n}@example.net", to, f"Hello {n}"), newline="")
+        files.append(str(path))
+    got = json.loads(bridge.run("ingest", *files, "--json").stdout)
+    assert [g["route"] for g in got] == ["unassigned"] * 3
+    assert "inactive" in got[0]["reason"] and "no rule matched" in got[1]["reason"]
+    assert "no employee number 9999" in got[2]["reason"]
+    assert len(bridge.json("unassigned", "list")) == 3
+
+    bridge.run("unassigned", "assign", str(got[1]["id"]), "--employee", "1042")
+    bridge.run("unassigned", "dismiss", str(got[2]["id"]))
+    assert [m["id"] for m in bridge.json("unassigned", "list")] == [got[0]["id"]]
+    bad = bridge.run("unassigned", "assign", str(got[1]["id"]), "--employee", "1042", ok=False)
+    assert bad.exit_code == 1 and "not an open unassigned message" in bad.stderr
+    bridge.run("unassigned", "restore", str(got[2]["id"]))
+    assert len(bridge.json("unassigned", "list")) == 2
+
+    # a numbered address routes, but does not make the sender a candidate (anyone can write to it) ...
+    stranger = ingest_json(bridge, reply("u8@example.net", "new0@example.net", "nobody@example.test", "Again"))
+    assert stranger["route"] == "unassigned" and stranger["candidate"] is None
+    bridge.run("unassigned", "dismiss", str(stranger["id"]))
+    # ... a person's assignment does: their next message routes to 1042 without a numbered address
+    nxt = ingest_json(bridge, reply("u9@example.net", "new1@example.net", "nobody@example.test", "Again"))
+    assert (nxt["route"], nxt["employee_number"], nxt["rule"]) == ("employee", 1042, "known_sender")
+    # after a configuration fix, reroute: employee 9999 now exists
+    bridge.run("employee", "add", "--number", "9999", "--name", "Neu", "--email", "neu@example.test")
+    bridge.run("messages", "reroute", str(got[2]["id"]))
+    assert bridge.json("messages", "list", "--employee", "9999")[0]["id"] == got[2]["id"]
+
+
+def dsn(original_mid: str, recipient: str, action: str = "failed", status: str = "5.1.1",
+        diag: str = "550 5.1.1 <cand@example.org>: Recipient address rejected: User unknown") -> str:
+    return ("From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n"
+            "To: jobs+1042@example.test\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+            "Message-ID: <dsn-" + status + "@mx.example.org>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+            "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+            "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
+            "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
+            f"Diagnostic-Code: smtp; {diag}\r\n\r\n"
+            "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+            f"From: jobs+1042@example.test\r\nTo: {recipient}\r\nSubject: Interview\r\nMessage-ID: {original_mid}\r\n"
+            "\r\n--B--\r\n")
+
+
+def mark_sent(b: Bridge) -> None:
+    with Session(b.engine()) as s:
+        m = s.exec(select(OutboundMessage)).one()
+        m.status = "sent"
+        s.add(m)
+        s.commit()
+
+
+def test_bounce_marks_the_sent_message_undeliverable(bridge: Bridge) -> None:
+    sent = queue_one(bridge)
+    mark_sent(bridge)
+    got = ingest_json(bridge, dsn(sent["message_id"], "cand@example.org"))
+    assert (got["kind"], got["route"], got["outbound_id"]) == ("bounce", "bounce", sent["id"])
+    entry = only_entry(bridge)
+    assert entry["status"] == "undeliverable"
+    assert "5.1.1" in entry["last_reply"] and "does not exist" in entry["hint"]
+    assert bridge.json("unassigned", "list") == []
+
+
+def test_delayed_notice_leaves_the_message_deliverable(lite_bridge: Bridge) -> None:
+    sent = queue_one(lite_bridge)
+    mark_sent(lite_bridge)
+    got = ingest_json(lite_bridge, dsn(sent["message_id"], "cand@example.org", action="delayed", status="4.4.1",
+                                       diag="451 4.4.1 connection timed out, will retry"))
+    assert got["kind"] == "bounce" and "stays deliverable" in got["reason"]
+    assert only_entry(lite_bridge)["status"] == "sent"
+
+
+def test_auto_reply_routes_like_a_reply_and_is_flagged_as_automatic(lite_bridge: Bridge) -> None:
+    got = ingest_json(lite_bridge, reply("oof@example.org", "cand@example.org", "jobs+1042@example.test",
+                                         "Automatic reply: Interview", extra="Auto-Submitted: auto-replied\r\n",
+                                         body="I am out of the office until Monday.\r\n"))
+    assert (got["kind"], got["route"], got["employee_number"]) == ("auto_reply", "employee", 1042)
+
+
+def test_stored_but_not_routed_is_finished_by_the_worker(bridge: Bridge) -> None:
+    raw = reply("crash@example.org", "cand@example.org", "jobs+1042@example.test").encode()
+    stored = ingest.store(bridge.engine(), ingest.Incoming(raw, "pipe"))  # the process dies here
+    assert bridge.json("messages", "list") == []  # not routed yet: not listed
+    bridge.run("worker", "--once")
+    [m] = bridge.json("messages", "list")
+    assert (m["id"], m["route"], m["employee_number"]) == (stored.id, "employee", 1042)
+    with Session(bridge.engine()) as s:
+        assert s.get(InboundMessage, stored.id).raw == raw
+
+
+def test_dry_run_explain_stores_nothing(lite_bridge: Bridge) -> None:
+    out = lite_bridge.run("ingest", "--dry-run", "--explain", stdin=reply("x@example.org", "new@example.org",
+                                                                          "jobs+1042@example.test")).stdout
+    assert "employee" in out and "MATCH numbered" in out and "no    thread" in out
+    assert lite_bridge.json("messages", "list") == []
+    explained = json.loads(lite_bridge.run("ingest", "--dry-run", "--explain", "--json",
+                                           stdin=reply("x@example.org", "new@example.org", "a@example.test")).stdout)
+    assert explained["route"] == "unassigned" and len(explained["verdicts"]) == 6
+
+
+def test_pipe_errors(lite_bridge: Bridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = lite_bridge.run("ingest", "-", stdin="", ok=False)
+    assert empty.exit_code == 1 and "holds no message" in empty.stderr
+    missing = lite_bridge.run("ingest", str(tmp_path / "nope.eml"), ok=False)
+    assert missing.exit_code == 1 and "cannot read" in missing.stderr
+    from bridge.cli import common as cli_common
+    monkeypatch.setenv("REPLYBRIDGE_DATABASE_URL", f"postgresql+psycopg://u:pw@127.0.0.1:{closed_port()}/x")
+    cli_common.engine_unchecked.cache_clear()
+    down = lite_bridge.run("ingest", "-", stdin=reply("d@example.org", "a@example.org", "b@example.test"), ok=False)
+    assert down.exit_code == 75 and "tries again" in down.stderr and ":pw@" not in down.stderr
