@@ -6,6 +6,7 @@ from models.tables import (
     Conversation,
     DeliveryAttempt,
     Employee,
+    ImapFolderState,
     ImapServer,
     InboundMessage,
     OutboundMessage,
@@ -15,6 +16,6 @@ from models.tables import (
 )
 
 __all__ = [
-    "Alias", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapServer", "InboundMessage",
-    "OutboundMessage", "Setting", "SmtpAccount", "utcnow",
+    "Alias", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState", "ImapServer",
+    "InboundMessage", "OutboundMessage", "Setting", "SmtpAccount", "utcnow",
 ]

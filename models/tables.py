@@ -181,3 +181,23 @@ class InboundMessage(SQLModel, table=True):
     flag_reason: str | None = None
     triage: str | None = Field(default=None, index=True)  # open | assigned | dismissed (unassigned only)
     routed_at: dt.datetime | None = Field(default=None, index=True)
+
+
+class ImapFolderState(SQLModel, table=True):
+    """Progress of one polled IMAP folder, advanced in the transaction that stores what was fetched.
+
+    `lease_owner`/`lease_until`: one poller per folder across processes and machines.
+    """
+
+    __tablename__ = "imap_folder_state"
+    __table_args__ = (UniqueConstraint("imap_server_id", "folder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    imap_server_id: int = Field(foreign_key="imap_server.id", index=True)
+    folder: str
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    lease_owner: str | None = None
+    lease_until: dt.datetime | None = None
+    last_poll_at: dt.datetime | None = None
+    last_error: str | None = None
