@@ -55,14 +55,30 @@ def _name(value: str, what: str) -> str:
 
 # --- employees -------------------------------------------------------------------------------
 
+DELIVERY_MODES = ("forward", "imap", "none")
+
+
+def _delivery(mode: str) -> str:
+    if mode not in DELIVERY_MODES:
+        raise InputError(f"delivery {mode!r} is not one of: {', '.join(DELIVERY_MODES)}")
+    return mode
+
+
+def set_delivery(session: Session, number: int, mode: str) -> Employee:
+    employee = get_employee(session, number)
+    employee.delivery = _delivery(mode)
+    session.add(employee)
+    return employee
+
+
 def add_employee(session: Session, number: int, name: str, email: str, *, admin: bool = False,
-                 active: bool = True) -> Employee:
+                 active: bool = True, delivery: str = "forward") -> Employee:
     if number < 0 or number > 999_999_999:
         raise InputError("employee number must be between 0 and 999999999")
     if session.exec(select(Employee).where(Employee.number == number)).first():
         raise InputError(f"employee number {number} exists already")
     employee = Employee(number=number, name=_name(name, "name"), email=check_address(email, "email"),
-                        admin=admin, active=active)
+                        admin=admin, active=active, delivery=_delivery(delivery))
     session.add(employee)
     session.flush()
     return employee
@@ -76,7 +92,8 @@ def get_employee(session: Session, number: int) -> Employee:
 
 
 def employee_json(e: Employee) -> dict[str, object]:
-    return {"number": e.number, "name": e.name, "email": e.email, "active": e.active, "admin": e.admin}
+    return {"number": e.number, "name": e.name, "email": e.email, "active": e.active, "admin": e.admin,
+            "delivery": e.delivery}
 
 
 # --- SMTP accounts and IMAP servers ------------------------------------------------------------

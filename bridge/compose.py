@@ -33,7 +33,7 @@ class Draft:
     to_name: str | None = None
     reply_to: str | None = None
     thread_index: str | None = None
-    automated: bool = False
+    auto_submitted: str | None = None  # RFC 3834: auto-generated (automated mail) | auto-replied
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     date: dt.datetime | None = None
@@ -123,8 +123,8 @@ def render(draft: Draft) -> bytes:
     if draft.thread_index:
         msg["Thread-Index"] = draft.thread_index
     msg["X-Mailer"] = draft.mailer
-    if draft.automated:
-        msg["Auto-Submitted"] = "auto-generated"
+    if draft.auto_submitted:
+        msg["Auto-Submitted"] = draft.auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
     text = draft.text if draft.text is not None else text_of_html(draft.html or "")
     msg.set_content(text, charset="utf-8", cte=_transfer_encoding(text))

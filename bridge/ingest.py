@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bridge import conversations, portal, secrets
+from bridge import acknowledge, conversations, delivery, portal, secrets
 from bridge.diagnosis import Endpoint, Failure, diagnose
 from bridge.directory import DatabaseDirectory
 from bridge.parse import Parsed, dedup_key, parse
@@ -169,6 +169,8 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         row.triage = "open" if decision.route == "unassigned" else None
         row.routed_at = utcnow()
         session.add(row)
+        acknowledge.maybe_acknowledge(session, row, parsed.headers)
+        delivery.plan(session, row)
         return row
 
 

@@ -41,6 +41,14 @@ class Request:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     values: dict[str, str] = field(default_factory=dict)  # placeholders such as {name} from a CSV row
+    purpose: str = "message"  # message | acknowledgement
+    inbound_id: int | None = None
+
+    @property
+    def auto_submitted(self) -> str | None:
+        if self.purpose == "acknowledgement":
+            return "auto-replied"
+        return "auto-generated" if self.automated else None
 
 
 def fill_placeholders(body: str, values: dict[str, str], portal_url: str) -> str:
@@ -96,11 +104,12 @@ def queue(session: Session, req: Request) -> OutboundMessage:
     now = utcnow()
     raw = render(Draft(from_name=display_name, from_addr=from_addr, to_addr=to, to_name=req.to_name,
                        subject=subject, message_id=message_id, mailer=settings.mailer_name, text=text, html=html,
-                       reply_to=reply_to, thread_index=thread_index, automated=req.automated,
+                       reply_to=reply_to, thread_index=thread_index, auto_submitted=req.auto_submitted,
                        in_reply_to=req.in_reply_to, references=req.references, date=now))
     message = OutboundMessage(
         message_id=message_id, employee_id=employee.id, alias_id=alias.id if alias else None,
-        conversation_id=conversation.id, automated=req.automated, from_addr=display_from(display_name, from_addr),
+        conversation_id=conversation.id, automated=req.automated or req.auto_submitted is not None,
+        purpose=req.purpose, inbound_id=req.inbound_id, from_addr=display_from(display_name, from_addr),
         envelope_from=from_addr, to_addr=to, subject=subject, thread_index=thread_index, raw=raw,
         created_at=now, next_attempt_at=now)
     if account_for(session, message) is None:
@@ -147,6 +156,7 @@ def log_json(session: Session, m: OutboundMessage) -> dict[str, object]:
         "sent_folder": m.sent_folder, "sent_folder_error": m.sent_folder_error,
         "employee_number": employee.number if employee else None, "automated": m.automated,
         "smtp_account": m.smtp_account, "created_at": _iso(m.created_at), "sent_at": _iso(m.sent_at),
+        "purpose": m.purpose, "inbound_id": m.inbound_id,
         "next_attempt_at": _iso(m.next_attempt_at) if m.status in ("queued", "deferred") else None,
     }
 

@@ -55,6 +55,10 @@ def _mailer(value: str) -> str:
     return value.strip()
 
 
+def _text(value: str) -> str:
+    return value.replace("\\n", "\n").strip()
+
+
 def _delays(value: str) -> str:
     try:
         delays = [float(v) for v in value.split(",") if v.strip()]
@@ -74,6 +78,7 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "mailer_name": ("replybridge", _mailer, "the X-Mailer header"),
     "accepted_domains": ("[]", _list(_domain), "domains whose addresses the bridge receives mail for"),
     "retry_delays": ("60,300", _delays, "seconds before the 2nd and 3rd attempt after a temporary failure"),
+    "acknowledgement": ("", _text, "text of the automatic answer to a new candidate's first message (empty: off)"),
 }
 LIST_KEYS = {"reply_address_alternates", "accepted_domains"}
 
@@ -107,6 +112,7 @@ class PortalSettings:
     mailer_name: str
     accepted_domains: tuple[str, ...]
     retry_delays: tuple[float, float]
+    acknowledgement: str
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -123,6 +129,7 @@ class PortalSettings:
             "mailer_name": self.mailer_name,
             "accepted_domains": list(self.accepted_domains),
             "retry_delays": list(self.retry_delays),
+            "acknowledgement": self.acknowledgement,
         }
 
 
@@ -138,4 +145,5 @@ def load(session: Session) -> PortalSettings:
         mailer_name=raw["mailer_name"],
         accepted_domains=tuple(json.loads(raw["accepted_domains"])),
         retry_delays=(first, second),
+        acknowledgement=raw["acknowledgement"],
     )

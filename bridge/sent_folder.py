@@ -21,6 +21,7 @@ from sqlmodel import select
 from bridge.connections import StageError, endpoint_of, open_imap
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import BridgeError
+from bridge.imap_append import append_once
 from models import Alias, ImapServer, OutboundMessage, utcnow
 from models.db import session_scope
 
@@ -97,18 +98,6 @@ def _record(engine: Engine, outbound_id: int, state: str, error: str | None = No
         session.add(m)
 
 
-def _already_filed(client: IMAPClient, message_id: str) -> bool:
-    return bool(client.search(["HEADER", "Message-ID", message_id]))
-
-
-def append_to(client: IMAPClient, folder: str, item: Pending) -> None:
-    client.select_folder(folder)
-    if item.retry and _already_filed(client, item.message_id):
-        log.info("%s is in %s already; not filed again", item.message_id, folder)
-        return
-    client.append(folder, item.raw, flags=[b"\\Seen"], msg_time=item.sent_at)
-
-
 def run(engine: Engine) -> int:
     """Do every due Sent-folder append; returns how many were filed."""
     filed = 0
@@ -136,7 +125,8 @@ def run(engine: Engine) -> int:
             folder = find_sent_folder(client, server.sent_folder)
             for item in items:
                 try:
-                    append_to(client, folder, item)
+                    append_once(client, folder, item.message_id, item.raw, item.sent_at, retry=item.retry,
+                                flags=[b"\\Seen"])
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried
                     diag = diagnose(failure_from_exception(exc, "append"), endpoint_of(server))
                     _record(engine, item.id, "retry", f"APPEND to {folder} failed: {diag.hint}")

@@ -1,4 +1,9 @@
-"""`replybridge serve`: the long-running service, scheduled with APScheduler."""
+"""`replybridge serve`: the SMTP receiver, the IMAP pollers and the worker, until SIGINT or SIGTERM.
+
+The worker runs on an APScheduler interval (never two runs at once); the receiver has its own
+event-loop thread; each polled IMAP folder has a watcher thread. Shutdown stops taking mail first,
+then lets the current worker run finish.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,17 @@ import datetime as dt
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from bridge import worker
 from bridge.cli.common import engine
+from bridge.smtp_receiver import Receiver, ReceiverConfig
 
 log = logging.getLogger("replybridge.serve")
+WORKER_INTERVAL_S = 5.0
 
 
 def _safe_run(eng: Engine) -> None:
@@ -23,26 +31,59 @@ def _safe_run(eng: Engine) -> None:
     except Exception:  # noqa: BLE001 - the service must outlive one failed run
         log.exception("worker run failed; retrying at the next interval")
         return
-    if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed:
-        log.info("worker: sent %s, deferred %s, undeliverable %s, not sent %s, filed %s", report.sent,
-                 report.deferred, report.undeliverable, report.not_sent, report.filed)
+    if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed or report.routed:
+        log.info("worker: routed %s, sent %s, deferred %s, undeliverable %s, not sent %s, filed %s", report.routed,
+                 report.sent, report.deferred, report.undeliverable, report.not_sent, report.filed)
 
 
-def run_worker_forever(eng: Engine, interval: float) -> None:
-    """Run the worker every `interval` seconds (never two runs at once) until SIGINT or SIGTERM."""
-    stop = threading.Event()
+def _until_signalled(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def _scheduler(eng: Engine, interval: float) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(_safe_run, "interval", seconds=interval, args=[eng], max_instances=1, coalesce=True,
                       id="worker", next_run_time=dt.datetime.now(dt.UTC))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    return scheduler
+
+
+def run_worker_forever(eng: Engine, interval: float) -> None:
+    """`replybridge worker`: the worker alone, every `interval` seconds."""
+    stop = threading.Event()
+    scheduler = _scheduler(eng, interval)
     scheduler.start()
     log.info("worker running every %.1f s; Ctrl-C stops", interval)
-    stop.wait()
+    _until_signalled(stop)
     log.info("stopping")
     scheduler.shutdown(wait=True)
 
 
-def serve() -> None:
+def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
+    """A watcher thread per polled IMAP folder (none until IMAP servers have a poll folder)."""
+    try:
+        from bridge import imap_poller
+    except ImportError:  # pragma: no cover - the poller module is optional in this build
+        return []
+    return imap_poller.start_watchers(eng, stop)
+
+
+def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker_forever(engine(), 5.0)
+    eng = engine()
+    config = ReceiverConfig.from_env()
+    receiver = Receiver(eng, config)
+    receiver.start()
+    log.info("SMTP receiver on %s:%s", config.host, config.port)
+    stop = threading.Event()
+    watchers = start_watchers(eng, stop)
+    scheduler = _scheduler(eng, WORKER_INTERVAL_S)
+    scheduler.start()
+    log.info("worker every %.0f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", WORKER_INTERVAL_S, len(watchers))
+    _until_signalled(stop)
+    log.info("stopping")
+    receiver.stop()
+    for thread in watchers:
+        thread.join(timeout=10)
+    scheduler.shutdown(wait=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bridge import accounts
+from bridge import accounts, delivery
 from bridge.conversations import link
 from bridge.errors import InputError, NotFound
 from bridge.ingest import process
@@ -40,6 +40,7 @@ def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMe
         candidate, conversation = link(session, employee, row.from_addr, row.from_name)
         row.candidate_id, row.conversation_id = candidate.id, conversation.id
     session.add(row)
+    delivery.plan(session, row)
     return row
 
 
@@ -82,4 +83,5 @@ def inbound_json(session: Session, m: InboundMessage) -> dict[str, object]:
         "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
         "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
         "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
+        "delivery": delivery.state(session, m), "delivery_error": m.delivery_error,
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from bridge import ingest, send_queue, sent_folder
+from bridge import delivery, ingest, send_queue, sent_folder
 from bridge.connections import StageError, endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import ConfigError
@@ -33,6 +33,7 @@ class RunReport:
     not_sent: int = 0
     filed: int = 0
     routed: int = 0
+    delivered: int = 0
     events: list[str] = field(default_factory=list)
 
 
@@ -96,4 +97,5 @@ def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None
         sent.sent, sent.deferred, sent.undeliverable, sent.not_sent)
     report.events = sent.events
     report.filed = sent_folder.run(engine)
+    report.delivered = delivery.run(engine)
     return report

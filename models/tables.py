@@ -27,6 +27,7 @@ class Employee(SQLModel, table=True):
     email: str
     active: bool = True
     admin: bool = False
+    delivery: str = "forward"  # how routed replies reach them: forward | imap | none
     password_hash: str | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -61,6 +62,7 @@ class ImapServer(SQLModel, table=True):
     ca_file: str | None = None
     sent_folder: str = "auto"  # "auto" = SPECIAL-USE \Sent, then the usual names
     poll_folder: str | None = None
+    poll_after: str = "seen"  # after a fetched message is stored: seen | move:FOLDER | none
 
 
 class Alias(SQLModel, table=True):
@@ -105,6 +107,9 @@ class OutboundMessage(SQLModel, table=True):
     alias_id: int | None = Field(default=None, foreign_key="alias.id")
     conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
     automated: bool = False
+    purpose: str = "message"  # message | forward (a reply to its recruiter) | acknowledgement
+    # the reply a forward carries; no foreign key: inbound_message refers to this table already
+    inbound_id: int | None = Field(default=None, index=True)
     from_addr: str
     envelope_from: str
     to_addr: str
@@ -181,6 +186,11 @@ class InboundMessage(SQLModel, table=True):
     flag_reason: str | None = None
     triage: str | None = Field(default=None, index=True)  # open | assigned | dismissed (unassigned only)
     routed_at: dt.datetime | None = Field(default=None, index=True)
+    # delivery to the employee: none | queued (a forward in the outbound queue) | pending | delivered | failed
+    delivery: str = Field(default="none", index=True)
+    delivery_attempts: int = 0
+    delivery_next_at: dt.datetime | None = None
+    delivery_error: str | None = None
 
 
 class ImapFolderState(SQLModel, table=True):

@@ -50,7 +50,7 @@ def test_html_gets_a_text_alternative() -> None:
 
 
 def test_automated_mail_is_marked() -> None:
-    msg = parse(render(draft(automated=True)))
+    msg = parse(render(draft(auto_submitted="auto-generated")))
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["X-Auto-Response-Suppress"] == "All"
     assert "Auto-Submitted" not in parse(render(draft()))

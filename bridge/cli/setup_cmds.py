@@ -82,10 +82,22 @@ def employee() -> None:
 @click.option("--email", required=True)
 @click.option("--admin", is_flag=True)
 @click.option("--inactive", is_flag=True)
-def employee_add(number: int, name: str, email: str, admin: bool, inactive: bool) -> None:
+@click.option("--delivery", default="forward", show_default=True, type=click.Choice(accounts.DELIVERY_MODES),
+              help="How routed replies reach them: forwarded to their address, into their IMAP INBOX, or not.")
+def employee_add(number: int, name: str, email: str, admin: bool, inactive: bool, delivery: str) -> None:
     with db() as session:
-        accounts.add_employee(session, number, name, email, admin=admin, active=not inactive)
+        accounts.add_employee(session, number, name, email, admin=admin, active=not inactive, delivery=delivery)
     click.echo(f"Employee {number} added")
+
+
+@employee.command("set-delivery")
+@click.argument("number", type=int)
+@click.argument("mode", type=click.Choice(accounts.DELIVERY_MODES))
+def employee_set_delivery(number: int, mode: str) -> None:
+    """How routed replies reach employee NUMBER: forward, imap or none."""
+    with db() as session:
+        accounts.set_delivery(session, number, mode)
+    click.echo(f"Employee {number}: delivery {mode}")
 
 
 @employee.command("list")

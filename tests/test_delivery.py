@@ -1,0 +1,118 @@
+"""Routed replies reach their recruiter (forward / imap / none); acknowledgements go out once, safely."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from sqlmodel import Session, select
+
+from bridge import delivery
+from models import InboundMessage
+from tests.conftest import Bridge
+from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
+from tests.test_ingest import ingest_json, reply
+from tests.test_outbound_smtp import add_account, add_alias
+from tests.test_sent_folder import add_imap
+
+needs_dovecot = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
+
+
+def test_forward_carries_the_original_with_resent_headers(bridge: Bridge, smtp_peer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = smtp_peer("accept")
+    add_account(bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    message = reply("fw1@example.org", "Cand <cand@example.org>", "jobs+1042@example.test")
+    got = ingest_json(bridge, message)
+    assert got["delivery"] == "forward queued"
+    bridge.run("worker", "--once")
+    [forward] = shared.received
+    assert forward.rcpt_tos == ["ana@example.test"] and forward.mail_from == "jobs+1042@example.test"
+    assert forward.data.endswith(message.encode().rstrip(b"\r\n")) or message.encode() in forward.data
+    msg = email.message_from_bytes(forward.data, policy=email.policy.default)
+    assert msg["Resent-To"] == "ana@example.test" and msg["From"] == "Cand <cand@example.org>"
+    [shown] = bridge.json("messages", "list")
+    assert shown["delivery"] == "forward sent"
+    assert [e["purpose"] for e in bridge.json("log")] == ["forward"]
+
+
+def test_forward_without_database_wide_account_waits_visible(lite_bridge: Bridge) -> None:
+    got = ingest_json(lite_bridge, reply("fw2@example.org", "cand@example.org", "jobs+1042@example.test"))
+    assert got["delivery"] == "forward not_sent"
+    [entry] = lite_bridge.json("log")
+    assert entry["purpose"] == "forward" and "--default" in entry["hint"]
+
+
+def test_none_delivers_nothing_and_unassigned_delivers_on_assignment(lite_bridge: Bridge, smtp_peer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = smtp_peer("accept")
+    add_account(lite_bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    lite_bridge.run("employee", "add", "--number", "7", "--name", "Quiet", "--email", "q@example.test",
+                    "--delivery", "none")
+    assert ingest_json(lite_bridge, reply("n1@example.org", "a@example.org", "jobs+7@example.test"))["delivery"] \
+        == "none"
+    stray = ingest_json(lite_bridge, reply("n2@example.org", "b@example.org", "desk@example.test"))
+    assert stray["route"] == "unassigned" and stray["delivery"] == "none"
+    lite_bridge.run("unassigned", "assign", str(stray["id"]), "--employee", "1042")
+    lite_bridge.run("worker", "--once")
+    assert [r.rcpt_tos for r in shared.received] == [["ana@example.test"]]
+    bad = lite_bridge.run("employee", "set-delivery", "7", "pigeon", ok=False)
+    assert bad.exit_code == 2 and "pigeon" in bad.output
+
+
+@needs_dovecot
+def test_imap_delivery_appends_to_the_inbox_once(lite_bridge: Bridge, dovecot: Dovecot,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    add_imap(lite_bridge, dovecot, monkeypatch)
+    add_alias(lite_bridge, smtp=None, imap="mailbox")
+    lite_bridge.run("employee", "set-delivery", "1042", "imap")
+    message = reply("in1@example.org", "cand@example.org", "jobs+1042@example.test")
+    got = ingest_json(lite_bridge, message)
+    assert got["delivery"] == "pending"
+    lite_bridge.run("worker", "--once")
+    assert dovecot.folder_messages("INBOX") == [message.encode()]
+    assert b"\\Seen" not in dovecot.folder_flags("INBOX")[0]  # unread for the recruiter
+    assert lite_bridge.json("messages", "list")[0]["delivery"] == "delivered"
+    with Session(lite_bridge.engine()) as s:  # a retry after a crash finds it there: not appended twice
+        row = s.exec(select(InboundMessage)).one()
+        row.delivery, row.delivery_next_at = "pending", row.received_at
+        s.add(row)
+        s.commit()
+    lite_bridge.run("worker", "--once")
+    assert len(dovecot.folder_messages("INBOX")) == 1
+
+
+def test_imap_delivery_without_linked_server_fails_visibly_after_retries(lite_bridge: Bridge) -> None:
+    lite_bridge.run("employee", "set-delivery", "1042", "imap")
+    ingest_json(lite_bridge, reply("in2@example.org", "cand@example.org", "jobs+1042@example.test"))
+    for _ in range(delivery.MAX_ATTEMPTS):
+        lite_bridge.run("worker", "--once")
+        with Session(lite_bridge.engine()) as s:
+            row = s.exec(select(InboundMessage)).one()
+            row.delivery_next_at = row.received_at
+            s.add(row)
+            s.commit()
+    [shown] = lite_bridge.json("messages", "list")
+    assert shown["delivery"] == "failed" and "alias link" in shown["delivery_error"]
+
+
+def test_acknowledgement_once_to_a_new_candidate_and_never_to_machines(lite_bridge: Bridge, smtp_peer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = smtp_peer("accept")
+    add_account(lite_bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    lite_bridge.run("employee", "set-delivery", "1042", "none")
+    lite_bridge.run("settings", "set", "acknowledgement", "Thank you, we received your message.")
+    to = "jobs+1042@example.test"
+    first = ingest_json(lite_bridge, reply("a1@example.org", "New <new@example.org>", to, "Application"))
+    ingest_json(lite_bridge, reply("a2@example.org", "new@example.org", to, "Application again"))
+    ingest_json(lite_bridge, reply("a3@example.org", "noreply@example.org", to))
+    ingest_json(lite_bridge, reply("a4@example.org", "oof@example.org", to, extra="Auto-Submitted: auto-replied\r\n"))
+    ingest_json(lite_bridge, reply("a5@example.org", "list@example.org", to, extra="List-Id: <jobs.example.org>\r\n"))
+    lite_bridge.run("worker", "--once")
+    [ack] = shared.received
+    msg = email.message_from_bytes(ack.data, policy=email.policy.default)
+    assert ack.rcpt_tos == ["new@example.org"] and msg["Auto-Submitted"] == "auto-replied"
+    assert msg["In-Reply-To"] == "<a1@example.org>" and msg["Subject"] == "Re: Application"
+    assert msg["From"].addresses[0].addr_spec == "jobs+1042@example.test"
+    assert first["candidate"] == "new@example.org"
