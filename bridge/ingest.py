@@ -105,7 +105,8 @@ def bounce_hint(info: BounceInfo) -> str:
 
 
 def _apply_bounce(session: Session, row: InboundMessage, info: BounceInfo | None) -> str:
-    """Mark the original undeliverable (a permanent bounce only); returns the reason to record."""
+    """Mark the original undeliverable on a permanent bounce, or when the sending server gave up
+    (expired: not delivered, though the address may be fine); a delay notice changes nothing."""
     if info is None:
         return "bounce without readable details"
     original = _bounced_outbound(session, info, row.received_at)
@@ -113,7 +114,7 @@ def _apply_bounce(session: Session, row: InboundMessage, info: BounceInfo | None
     if original is None:
         return f"bounce ({what}); the original message was not found"
     row.outbound_id = original.id
-    if not info.permanent:
+    if not info.permanent and info.reason != "expired":
         return f"delayed delivery notice ({what}) for Mail Log #{original.id}; it stays deliverable"
     original.status = "undeliverable"
     original.last_reply = f"bounce: {info.status or ''} {info.diagnostic or info.reason}".strip()[:1000]

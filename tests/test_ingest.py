@@ -123,6 +123,16 @@ def test_delayed_notice_leaves_the_message_deliverable(lite_bridge: Bridge) -> N
     assert only_entry(lite_bridge)["status"] == "sent"
 
 
+def test_expired_notice_makes_the_message_undeliverable(lite_bridge: Bridge) -> None:
+    """The sending server gave up after retrying: not delivered, though the address may be fine."""
+    sent = queue_one(lite_bridge)
+    mark_sent(lite_bridge)
+    got = ingest_json(lite_bridge, dsn(sent["message_id"], "cand@example.org", action="failed", status="4.4.7",
+                                       diag="Delivery time expired: retry timeout exceeded"))
+    assert got["kind"] == "bounce" and "undeliverable" in got["reason"]
+    assert only_entry(lite_bridge)["status"] == "undeliverable"
+
+
 def test_auto_reply_routes_like_a_reply_and_is_flagged_as_automatic(lite_bridge: Bridge) -> None:
     got = ingest_json(lite_bridge, reply("oof@example.org", "cand@example.org", "jobs+1042@example.test",
                                          "Automatic reply: Interview", extra="Auto-Submitted: auto-replied\r\n",

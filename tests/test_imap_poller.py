@@ -1,0 +1,372 @@
+"""The IMAP poller against a real Dovecot: exact bytes, once, progress only after commit, IDLE, leases.
+
+Mail is put into the polled folder with IMAP APPEND, as an MTA delivering to the catch-all mailbox
+would; the poller is configured through the CLI like an administrator would do it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+from sqlalchemy import func, text, update
+from sqlmodel import Session, select
+
+from bridge import imap_poller
+from bridge.imap_poller import PollReport, poll_once, watch
+from models import ImapFolderState, ImapServer, InboundMessage
+from tests.conftest import Bridge
+from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
+from tests.test_ingest import reply
+
+pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
+PW_ENV = "RB_POLL_PW"
+KNOWN, UNKNOWN = "jobs+1042@example.test", "jobs+9999@example.test"
+
+
+def add_poller(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, folder: str = "INBOX",
+               password: str | None = None) -> int:
+    """`imap add ... --poll-folder FOLDER` through the CLI; returns the server's id."""
+    monkeypatch.setenv(PW_ENV, password or server.password)
+    b.run("imap", "add", "catchall", "--host", "localhost", "--port", str(server.port), "--security", "starttls",
+          "--username", server.user, "--password-env", PW_ENV, "--ca-file", str(server.cafile), "--timeout", "5",
+          "--poll-folder", folder)
+    with Session(b.engine()) as s:
+        return s.exec(select(ImapServer.id).where(ImapServer.name == "catchall")).one()
+
+
+@contextmanager
+def mailbox(server: Dovecot) -> Iterator[IMAPClient]:
+    client = IMAPClient(server.host, server.port, ssl=False, timeout=10)
+    client.login(server.user, server.password)
+    try:
+        yield client
+    finally:
+        client.logout()
+
+
+def deliver(server: Dovecot, raws: list[bytes], folder: str = "INBOX") -> None:
+    """What an MTA delivering to the mailbox does; one MULTIAPPEND for the lot."""
+    with mailbox(server) as client:
+        if len(raws) == 1:
+            client.append(folder, raws[0])
+        else:
+            client.multiappend(folder, raws)
+
+
+def candidate(n: int, to: str = KNOWN, body: str = "Thank you, Monday works.\r\n") -> bytes:
+    return reply(f"r{n}@cand.example", f"Cand {n} <c{n}@cand.example>", to, body=body).encode()
+
+
+def folder_state(b: Bridge) -> ImapFolderState:
+    with Session(b.engine()) as s:
+        return s.exec(select(ImapFolderState)).one()
+
+
+def stored_raws(b: Bridge) -> list[bytes]:
+    with Session(b.engine()) as s:
+        return list(s.exec(select(InboundMessage.raw).order_by(InboundMessage.id)).all())
+
+
+def stored_count(b: Bridge) -> tuple[int, int]:
+    """(rows, distinct Message-IDs): equal when nothing is stored twice."""
+    with Session(b.engine()) as s:
+        return (s.exec(select(func.count()).select_from(InboundMessage)).one(),
+                s.exec(select(func.count(func.distinct(InboundMessage.message_id)))).one())
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def test_poll_stores_exact_bytes_routes_and_marks_seen(bridge: Bridge, dovecot: Dovecot,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(bridge, dovecot, monkeypatch)
+    appended = [candidate(1, KNOWN), candidate(2, UNKNOWN)]
+    deliver(dovecot, appended)
+    assert all(b"\\Seen" not in flags for flags in dovecot.folder_flags("INBOX"))
+
+    report = poll_once(bridge.engine(), server_id, "tester")
+    assert (report.fetched, report.stored, report.duplicates, report.routed, report.last_uid, report.error) == \
+        (2, 2, 0, 2, 2, None)
+    assert report.idle_supported and report.uidvalidity
+    assert stored_raws(bridge) == appended == dovecot.folder_messages("INBOX")
+    routes = {m["message_id"]: m for m in bridge.json("messages", "list")}
+    assert {m["source"] for m in routes.values()} == {"imap"}
+    assert (routes["<r1@cand.example>"]["route"], routes["<r1@cand.example>"]["employee_number"]) == ("employee", 1042)
+    assert routes["<r2@cand.example>"]["route"] == "unassigned" and "9999" in routes["<r2@cand.example>"]["reason"]
+    assert all(b"\\Seen" in flags for flags in dovecot.folder_flags("INBOX"))
+    state = folder_state(bridge)
+    assert (state.folder, state.last_uid, state.uidvalidity, state.lease_owner, state.last_error) == \
+        ("INBOX", 2, report.uidvalidity, None, None)
+
+    again = poll_once(bridge.engine(), server_id, "tester")  # `UID 3:*` still answers UID 2: filtered
+    assert (again.fetched, again.stored, again.last_uid, again.error) == (0, 0, 2, None)
+    assert stored_count(bridge) == (2, 2)
+
+
+def test_reply_piped_first_then_found_by_imap_is_stored_once(bridge: Bridge, dovecot: Dovecot,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(bridge, dovecot, monkeypatch)
+    raw = candidate(7)
+    bridge.run("ingest", "-", stdin=raw.decode())
+    deliver(dovecot, [raw, candidate(8)])
+    report = poll_once(bridge.engine(), server_id, "tester")
+    assert (report.fetched, report.stored, report.duplicates) == (2, 1, 1)
+    listed = {m["message_id"]: m["source"] for m in bridge.json("messages", "list")}
+    assert listed == {"<r7@cand.example>": "pipe", "<r8@cand.example>": "imap"}
+    assert all(b"\\Seen" in flags for flags in dovecot.folder_flags("INBOX"))  # the duplicate is handled too
+
+
+def test_no_progress_without_commit_and_everything_arrives_once(bridge: Bridge, dovecot: Dovecot,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(bridge, dovecot, monkeypatch)
+    deliver(dovecot, [candidate(n) for n in range(3)])
+    with bridge.engine().begin() as conn:  # the table is gone: storing fails for real
+        conn.execute(text("ALTER TABLE inbound_message RENAME TO inbound_message_away"))
+    try:
+        failed = poll_once(bridge.engine(), server_id, "tester")
+    finally:
+        with bridge.engine().begin() as conn:
+            conn.execute(text("ALTER TABLE inbound_message_away RENAME TO inbound_message"))
+    assert failed.error and "database" in failed.error and failed.stored == 0
+    state = folder_state(bridge)
+    assert (state.last_uid, state.lease_owner, state.last_error) == (0, None, failed.error)
+    assert all(b"\\Seen" not in flags for flags in dovecot.folder_flags("INBOX"))
+
+    report = poll_once(bridge.engine(), server_id, "tester")
+    assert (report.stored, report.last_uid, report.error) == (3, 3, None)
+    assert stored_count(bridge) == (3, 3) and folder_state(bridge).last_error is None
+
+
+def test_a_crash_between_batches_keeps_the_committed_ones(lite_bridge: Bridge, dovecot: Dovecot,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch)
+    deliver(dovecot, [candidate(n) for n in range(5)])
+    real_store = imap_poller.store_batch
+    calls = []
+
+    def dies_on_second_batch(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise SystemExit("the process died here")
+        return real_store(*args, **kwargs)
+
+    with monkeypatch.context() as crash:  # a killed process stores nothing more and releases nothing
+        crash.setattr(imap_poller, "store_batch", dies_on_second_batch)
+        crash.setattr(imap_poller, "release_lease", lambda *args, **kwargs: None)
+        with pytest.raises(SystemExit):
+            poll_once(lite_bridge.engine(), server_id, "tester", batch_size=2)
+    assert folder_state(lite_bridge).last_uid == 2 and stored_count(lite_bridge) == (2, 2)
+    flags = dovecot.folder_flags("INBOX")
+    assert [b"\\Seen" in f for f in flags] == [True, True, False, False, False]
+    # the dead process's lease is still there; it runs out, then the next poller finishes the job
+    assert "lease held by tester" in (poll_once(lite_bridge.engine(), server_id, "next").error or "")
+    with Session(lite_bridge.engine()) as s:
+        s.exec(update(ImapFolderState).values(lease_until=ImapFolderState.last_poll_at))
+        s.commit()
+    report = poll_once(lite_bridge.engine(), server_id, "next", batch_size=2)
+    assert (report.stored, report.last_uid, report.error) == (3, 5, None)
+    assert stored_count(lite_bridge) == (5, 5)
+
+
+def test_uidvalidity_change_rescans_without_duplicates_or_gaps(lite_bridge: Bridge, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_dovecot(tmp_path / "imap", extra_folders=("Catchall",))
+    try:
+        server_id = add_poller(lite_bridge, server, monkeypatch, folder="Catchall")
+        first = [candidate(n) for n in range(3)]
+        deliver(server, first, "Catchall")
+        before = poll_once(lite_bridge.engine(), server_id, "tester")
+        assert (before.stored, before.last_uid) == (3, 3)
+        with mailbox(server) as client:  # the folder is rebuilt: UIDs start at 1 again
+            client.delete_folder("Catchall")
+            client.create_folder("Catchall")
+        deliver(server, [*first, candidate(3), candidate(4)], "Catchall")
+        after = poll_once(lite_bridge.engine(), server_id, "tester")
+        assert after.uidvalidity != before.uidvalidity
+        assert (after.fetched, after.stored, after.duplicates, after.last_uid, after.error) == (5, 2, 3, 5, None)
+        assert stored_count(lite_bridge) == (5, 5)
+        assert folder_state(lite_bridge).uidvalidity == after.uidvalidity
+    finally:
+        server.stop()
+
+
+def test_thousand_messages_in_batches_with_bounded_memory(lite_bridge: Bridge, dovecot: Dovecot,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    count, batch = 1000, 100
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch)
+    deliver(dovecot, [candidate(-1)])
+    assert poll_once(lite_bridge.engine(), server_id, "tester").stored == 1  # imports and caches warm
+    padding = "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n" * 70  # ~4 KB a message
+    raws = [candidate(n, body=f"Monday works.\r\n{padding}") for n in range(count)]
+    total = sum(map(len, raws))
+    deliver(dovecot, raws)
+    del raws
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    report = poll_once(lite_bridge.engine(), server_id, "tester", batch_size=batch)
+    elapsed = time.perf_counter() - started
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert (report.fetched, report.stored, report.routed, report.error) == (count, count, count, None)
+    assert stored_count(lite_bridge) == (count + 1, count + 1)
+    batch_bytes = total // count * batch
+    print(f"\n{count} messages ({total / 1e6:.1f} MB) in batches of {batch}: {elapsed:.2f} s under tracemalloc, "
+          f"peak traced memory {peak / 1e6:.2f} MB = {peak / batch_bytes:.1f} batches")
+    # All bodies at once would be >= total; batching keeps the peak to a few batches plus fixed costs.
+    assert peak < 3 * batch_bytes + 1_000_000 < total
+
+
+def test_two_pollers_racing_store_everything_once(bridge: Bridge, dovecot: Dovecot,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(bridge, dovecot, monkeypatch)
+    deliver(dovecot, [candidate(n) for n in range(40)])
+    start = threading.Barrier(2)
+    reports: dict[str, PollReport] = {}
+
+    def poller(owner: str) -> None:
+        start.wait()
+        reports[owner] = poll_once(bridge.engine(), server_id, owner, batch_size=5)
+
+    threads = [threading.Thread(target=poller, args=(owner,)) for owner in ("alpha", "beta")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert stored_count(bridge) == (40, 40)
+    assert sum(r.stored for r in reports.values()) == 40
+    for r in reports.values():  # the loser either found the lease taken or came after and found nothing new
+        assert r.error is None or r.error.startswith("lease held by "), r.error
+        assert r.stored in (0, 40)
+    assert folder_state(bridge).lease_owner is None
+
+
+def test_watch_waits_in_idle_and_stops_promptly(lite_bridge: Bridge, dovecot: Dovecot,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(lite_bridge.engine(), server_id, "watcher", stop),
+                              kwargs={"poll_interval": 60})
+    thread.start()
+    try:
+        wait_for(lambda: folder_state_or_none(lite_bridge, "last_poll_at"), 5, "the first pass")
+        assert folder_state(lite_bridge).lease_owner == "watcher"  # held while idling
+        for n in range(2):  # each new message ends an IDLE; the next one starts on the same connection
+            deliver(dovecot, [candidate(n)])
+            wait_for(lambda n=n: stored_count(lite_bridge)[0] == n + 1, 5, f"message {n} stored through IDLE")
+        assert lite_bridge.json("messages", "list")[0]["source"] == "imap"
+    finally:
+        stop.set()
+        stopped = time.monotonic()
+        thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - stopped < 2
+    assert folder_state(lite_bridge).lease_owner is None
+
+
+def folder_state_or_none(b: Bridge, attribute: str) -> object:
+    with Session(b.engine()) as s:
+        row = s.exec(select(ImapFolderState)).first()
+        return getattr(row, attribute) if row else None
+
+
+def test_watch_falls_back_to_polling_without_idle(lite_bridge: Bridge, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_dovecot(tmp_path / "imap", idle=False)
+    stop = threading.Event()
+    try:
+        server_id = add_poller(lite_bridge, server, monkeypatch)
+        assert not poll_once(lite_bridge.engine(), server_id, "probe").idle_supported
+        thread = threading.Thread(target=watch, args=(lite_bridge.engine(), server_id, "watcher", stop),
+                                  kwargs={"poll_interval": 0.5})
+        thread.start()
+        deliver(server, [candidate(1)])
+        wait_for(lambda: stored_count(lite_bridge)[0] == 1, 4, "the message stored by polling")
+        stop.set()
+        thread.join(3)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        server.stop()
+
+
+def test_watch_survives_the_server_going_away_and_reconnects(lite_bridge: Bridge, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "imap"
+    server = start_dovecot(root)
+    server_id = add_poller(lite_bridge, server, monkeypatch)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(lite_bridge.engine(), server_id, "watcher", stop),
+                              kwargs={"poll_interval": 60, "backoff_initial": 0.1, "backoff_max": 0.4})
+    thread.start()
+    try:
+        wait_for(lambda: folder_state_or_none(lite_bridge, "last_poll_at"), 5, "the first pass")
+        server.stop()  # mid-IDLE
+        wait_for(lambda: "connection refused" in (folder_state(lite_bridge).last_error or ""), 5,
+                 "the refused reconnects recorded")
+        assert "check the port" in folder_state(lite_bridge).last_error and thread.is_alive()
+
+        server = start_dovecot(root)  # the same mailbox, on a new port: the watcher reads it on reconnect
+        with Session(lite_bridge.engine()) as s:
+            s.exec(update(ImapServer).where(ImapServer.id == server_id).values(port=server.port))
+            s.commit()
+        deliver(server, [candidate(1)])
+        wait_for(lambda: stored_count(lite_bridge)[0] == 1, 5, "the message stored after reconnecting")
+        wait_for(lambda: folder_state(lite_bridge).last_error is None, 3, "the error cleared")
+    finally:
+        stop.set()
+        thread.join(3)
+        server.stop()
+    assert not thread.is_alive()
+
+
+def test_wrong_password_is_reported_with_a_hint_and_never_shown(lite_bridge: Bridge, dovecot: Dovecot,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = "Wr0ng-pass-word-77"
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch, password=wrong)
+    deliver(dovecot, [candidate(1)])
+    report = poll_once(lite_bridge.engine(), server_id, "tester")
+    assert report.error and "refused the username or password" in report.error and wrong not in report.error
+    state = folder_state(lite_bridge)
+    assert state.last_error == report.error and state.lease_owner is None and state.last_uid == 0
+    assert stored_count(lite_bridge) == (0, 0)
+
+
+def test_after_fetch_move_and_none(lite_bridge: Bridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_dovecot(tmp_path / "imap", extra_folders=("Processed",))
+    try:
+        server_id = add_poller(lite_bridge, server, monkeypatch)
+        deliver(server, [candidate(1)])
+        assert poll_once(lite_bridge.engine(), server_id, "tester", after="none").stored == 1
+        assert dovecot_flags_plain(server) == [()]
+        deliver(server, [candidate(2)])
+        report = poll_once(lite_bridge.engine(), server_id, "tester", after="move:Processed")
+        assert (report.stored, report.error) == (1, None)
+        assert server.folder_messages("Processed") == [candidate(2)]
+        assert server.folder_messages("INBOX") == [candidate(1)]
+        missing = poll_once(lite_bridge.engine(), server_id, "tester", after="move:Nowhere")
+        assert missing.error is None  # nothing new: no move attempted
+        deliver(server, [candidate(3)])
+        missing = poll_once(lite_bridge.engine(), server_id, "tester", after="move:Nowhere")
+        assert missing.stored == 1 and "could not move" in (missing.error or "")
+        with pytest.raises(ValueError, match="move:FOLDER"):
+            poll_once(lite_bridge.engine(), server_id, "tester", after="archive")
+    finally:
+        server.stop()
+
+
+def dovecot_flags_plain(server: Dovecot) -> list[tuple[bytes, ...]]:
+    return server.folder_flags("INBOX")
