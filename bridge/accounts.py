@@ -138,9 +138,21 @@ def add_smtp(session: Session, fields: ServerFields, *, is_default: bool = False
     return account
 
 
+# Names servers commonly give the Sent folder; polling one of them would route our own mail back in.
+SENT_NAMES = ("sent", "sent items", "sent messages", "sent mail", "[gmail]/sent mail", "inbox/sent", "gesendet",
+              "gesendete elemente", "envoyés", "éléments envoyés", "enviados", "elementos enviados")
+
+
+def _refuse_self_loop(sent_folder: str, poll_folder: str | None) -> None:
+    if poll_folder and (poll_folder.lower() in SENT_NAMES or poll_folder == sent_folder):
+        raise InputError(f"the poll folder {poll_folder!r} is a Sent folder: polling it would take the bridge's own "
+                         "sent mail in as replies; poll the mailbox numbered addresses are delivered to (e.g. INBOX)")
+
+
 def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto",
              poll_folder: str | None = None) -> ImapServer:
     f = fields.validated()
+    _refuse_self_loop(sent_folder, poll_folder)
     if not f.username or f.password is None:
         raise InputError("an IMAP server needs --username and a password (--password-stdin or --password-env)")
     if session.exec(select(ImapServer).where(ImapServer.name == f.name)).first():

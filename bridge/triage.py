@@ -44,6 +44,19 @@ def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMe
     return row
 
 
+def confirm_sender(session: Session, inbound_id: int) -> InboundMessage:
+    """A person confirms that a flagged thread reply's new address belongs to the candidate."""
+    row = get_inbound(session, inbound_id)
+    if not row.flagged or row.employee_id is None or not row.from_addr:
+        raise InputError(f"message {inbound_id} has no sender waiting for confirmation")
+    employee = session.get(Employee, row.employee_id)
+    candidate, conversation = link(session, employee, row.from_addr, row.from_name)
+    row.candidate_id, row.conversation_id = candidate.id, conversation.id
+    row.flagged, row.flag_reason = False, None
+    session.add(row)
+    return row
+
+
 def dismiss(session: Session, inbound_id: int) -> InboundMessage:
     row = _open(session, inbound_id)
     row.triage = "dismissed"

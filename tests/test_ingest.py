@@ -171,3 +171,19 @@ def test_pipe_errors(lite_bridge: Bridge, tmp_path: Path, monkeypatch: pytest.Mo
     cli_common.engine_unchecked.cache_clear()
     down = lite_bridge.run("ingest", "-", stdin=reply("d@example.org", "a@example.org", "b@example.test"), ok=False)
     assert down.exit_code == 75 and "tries again" in down.stderr and ":pw@" not in down.stderr
+
+
+def test_thread_reply_from_a_new_address_is_flagged_until_confirmed(lite_bridge: Bridge) -> None:
+    sent = queue_one(lite_bridge)
+    got = ingest_json(lite_bridge, reply("p1@example.net", "cand.private@example.net", "jobs@example.test",
+                                         in_reply_to=sent["message_id"]))
+    assert (got["route"], got["employee_number"], got["flagged"], got["candidate"]) == \
+        ("employee", 1042, True, None)
+    assert "confirm" in got["flag_reason"]
+    nxt = ingest_json(lite_bridge, reply("p2@example.net", "cand.private@example.net", "jobs@example.test", "Hi"))
+    assert nxt["route"] == "unassigned"  # not attached: a stranger still
+    lite_bridge.run("messages", "confirm-sender", str(got["id"]))
+    again = ingest_json(lite_bridge, reply("p3@example.net", "cand.private@example.net", "jobs@example.test", "Hi"))
+    assert (again["route"], again["employee_number"], again["rule"]) == ("employee", 1042, "known_sender")
+    bad = lite_bridge.run("messages", "confirm-sender", str(again["id"]), ok=False)
+    assert bad.exit_code == 1 and "no sender waiting" in bad.stderr

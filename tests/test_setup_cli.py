@@ -69,6 +69,8 @@ def test_key_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyP
       "--password-env", "UNSET_VAR"], "UNSET_VAR is not set"),
     (["imap", "add", "i", "--host", "h.test", "--port", "993", "--security", "ssl", "--username", "u"],
      "a password is needed"),
+    (["imap", "add", "i", "--host", "h.test", "--port", "993", "--security", "ssl", "--username", "u",
+      "--password-env", "PW", "--poll-folder", "Sent Items"], "is a Sent folder"),
     (["alias", "add", "--employee", "99", "--description", "d", "--display-name", "n", "--from", "a@example.test"],
      "no employee number 99"),
     (["alias", "add", "--employee", "1042", "--description", "d", "--display-name", "n", "--from", "a@example.test",

@@ -138,6 +138,16 @@ def messages_reroute(ids: tuple[int, ...]) -> None:
         click.echo(f"#{row.id} -> {row.route}: {row.reason}")
 
 
+@messages.command("confirm-sender")
+@click.argument("inbound_id", type=int)
+def messages_confirm_sender(inbound_id: int) -> None:
+    """Confirm a flagged reply's new sender address as the candidate's, so their mail routes to this employee."""
+    with db() as session:
+        row = triage.confirm_sender(session, inbound_id)
+        shown = triage.inbound_json(session, row)
+    click.echo(f"{shown['from']} is now a candidate address of employee {shown['employee_number']}")
+
+
 @click.group()
 def unassigned() -> None:
     """The Unassigned messages inbox: list, show, assign, dismiss, restore."""
