@@ -26,7 +26,7 @@ from models import Employee, InboundMessage, OutboundMessage, utcnow
 from models.db import session_scope
 from routing.classify import BounceInfo, Classification, classify
 from routing.reply_text import extract_reply
-from routing.router import Decision, Envelope, route
+from routing.router import Decision, Envelope, is_probe, route
 
 log = logging.getLogger(__name__)
 BOUNCE_MATCH_WINDOW = dt.timedelta(days=30)
@@ -170,8 +170,9 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         row.triage = "open" if decision.route == "unassigned" else None
         row.routed_at = utcnow()
         session.add(row)
-        acknowledge.maybe_acknowledge(session, row, parsed.headers)
-        delivery.plan(session, row)
+        if not is_probe(parsed.headers, secrets.signing_key("message-id")):  # a probe is never delivered or answered
+            acknowledge.maybe_acknowledge(session, row, parsed.headers)
+            delivery.plan(session, row)
         return row
 
 

@@ -123,9 +123,14 @@ def queue(session: Session, req: Request) -> OutboundMessage:
 
 
 def account_for(session: Session, message: OutboundMessage) -> SmtpAccount | None:
-    """The account a message goes through: automated mail and aliases without one use the default."""
-    alias = session.get(Alias, message.alias_id) if message.alias_id else None
-    if alias is not None and alias.smtp_account_id and not message.automated:
+    """The account a message goes through."""
+    return account_for_alias(session, message.alias_id, message.automated)
+
+
+def account_for_alias(session: Session, alias_id: int | None, automated: bool) -> SmtpAccount | None:
+    """The alias's own account for a person's mail; automated mail and aliases without one use the default."""
+    alias = session.get(Alias, alias_id) if alias_id else None
+    if alias is not None and alias.smtp_account_id and not automated:
         return session.get(SmtpAccount, alias.smtp_account_id)
     return accounts.default_smtp(session)
 

@@ -19,8 +19,9 @@ from typing import Protocol
 
 from routing.addresses import NumberedAddresses
 from routing.classify import Classification
-from routing.message_ids import conversation_of, normalize_message_id, thread_index_root
+from routing.message_ids import conversation_of, normalize_message_id, probe_token_valid, thread_index_root
 
+PROBE_HEADER = "x-replybridge-probe"
 RECIPIENT_HEADERS = ("delivered-to", "x-original-to", "x-delivered-to", "envelope-to", "x-forwarded-to")
 _MSG_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 _RECEIVED_FOR = re.compile(r"\bfor\s+<?([^\s<>;]+@[^\s<>;]+?)>?\s*;", re.IGNORECASE)
@@ -113,6 +114,11 @@ def numbered_candidates(headers: Headers, envelope: Envelope) -> list[tuple[str,
     return found
 
 
+def is_probe(headers: Headers, token_key: bytes) -> bool:
+    token = headers.first(PROBE_HEADER)
+    return token is not None and probe_token_valid(token_key, token)
+
+
 class _Trail:
     """Collects each rule's verdict while the rules run in order."""
 
@@ -157,10 +163,13 @@ def route(headers: Headers, envelope: Envelope, classification: Classification, 
         return trail.decide(Decision("bounce", "bounce", f"bounce: {classification.reason}"))
     trail.no("bounce", f"not a bounce ({classification.reason})")
 
-    if sender and (numbered.parse(sender) is not None or directory.is_own_address(sender)):
+    if is_probe(headers, token_key):
+        trail.no("loop", "a `test loop` probe of ours (signed): routed by the rules below")
+    elif sender and (numbered.parse(sender) is not None or directory.is_own_address(sender)):
         return trail.decide(Decision("unassigned", "loop", f"sent from our own address {sender}: never routed as a "
                                                            "reply (mail loop guard)"))
-    trail.no("loop", "not from our own addresses")
+    else:
+        trail.no("loop", "not from our own addresses")
 
     conv, detail = _thread(headers, directory, token_key)
     if conv is not None:

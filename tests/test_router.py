@@ -168,6 +168,16 @@ def test_mail_from_our_own_addresses_is_never_a_reply(sender: str) -> None:
     assert (d.route, d.rule) == ("unassigned", "loop")
 
 
+def test_signed_probe_passes_the_loop_guard_and_a_forged_one_does_not() -> None:
+    from routing.message_ids import make_probe_token
+
+    own = {"from_": "ana@example.test", "to": "jobs+1042@example.test"}
+    d = decide(headers(**own, x_replybridge_probe=make_probe_token(KEY)), Memory())
+    assert (d.route, d.rule, d.employee_number) == ("employee", "numbered", 1042)
+    forged = decide(headers(**own, x_replybridge_probe="abc.def"), Memory())
+    assert (forged.route, forged.rule) == ("unassigned", "loop")
+
+
 def test_bounce_comes_first() -> None:
     bounce = Classification("bounce", "multipart/report; report-type=delivery-status", automatic=True)
     d = decide(headers(from_="MAILER-DAEMON@example.org", to="jobs+1042@example.test"), Memory(), kind=bounce)

@@ -150,3 +150,28 @@ def test_swaks_delivers_to_the_receiver(lite_bridge: Bridge, lite_receiver: Rece
     assert "250 2.0.0 OK: stored as" in done.stdout
     [m] = routed(lite_bridge, 1)
     assert (m["route"], m["employee_number"], m["subject"]) == ("employee", 1042, "Re: Interview")
+
+
+def test_loop_probe_through_our_own_receiver(lite_bridge: Bridge, lite_receiver: Receiver, smtp_peer) -> None:
+    """`test loop`: the alias's account delivers to the receiver, the probe routes back to its employee."""
+    lite_bridge.run("smtp", "add", "to-receiver", "--host", lite_receiver.hostname, "--port", str(lite_receiver.port),
+                    "--security", "none")
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "Ana jobs", "--display-name", "Ana",
+                    "--from", "ana@example.test", "--smtp", "to-receiver")
+    out = lite_bridge.run("test", "loop", "Ana jobs", "--timeout", "10").stdout
+    assert "Came back by smtp" in out and "Routed to employee 1042" in out and out.strip().endswith("Status: OK")
+    assert lite_bridge.json("log") == []  # a probe is not Mail Log traffic and is never forwarded
+
+    sink = smtp_peer("accept")  # an account whose mail never reaches the bridge
+    lite_bridge.run("smtp", "add", "elsewhere", "--host", sink.host, "--port", str(sink.port), "--security", "none")
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "Lost", "--display-name", "Ana",
+                    "--from", "ana2@example.test", "--smtp", "elsewhere")
+    lost = lite_bridge.run("test", "loop", "Lost", "--timeout", "1", ok=False)
+    assert lost.exit_code == 1 and "Broken leg: never arrived" in lost.stdout
+
+    refused = smtp_peer("relay_denied")
+    lite_bridge.run("smtp", "add", "refuses", "--host", refused.host, "--port", str(refused.port), "--security", "none")
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "Refused", "--display-name", "Ana",
+                    "--from", "ana3@example.test", "--smtp", "refuses")
+    bad = lite_bridge.run("test", "loop", "Refused", "--timeout", "1", ok=False)
+    assert bad.exit_code == 1 and "Broken leg: send refused" in bad.stdout and "relay" in bad.stdout

@@ -11,12 +11,14 @@ from bridge import accounts, portal, secrets
 from bridge.cli.common import (
     db,
     emit_json,
+    engine,
     engine_unchecked,
     read_password,
     safe_url,
     server_options,
 )
 from bridge.connection_test import Report, check_imap, check_smtp
+from bridge.loop_test import LoopReport
 from models import Alias, Employee, ImapServer, SmtpAccount
 from models.db import session_scope, upgrade
 from routing.addresses import AddressTemplate
@@ -254,7 +256,17 @@ def test_imap_cmd(name: str) -> None:
     _print_report(check_imap(server))
 
 
-def _print_report(report: Report) -> None:
+@test_group.command("loop")
+@click.argument("description")
+@click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait for the probe.")
+def test_loop_cmd(description: str, timeout: float) -> None:
+    """Send a probe from alias DESCRIPTION to its numbered address and wait until it routes back."""
+    from bridge import loop_test
+
+    _print_report(loop_test.run(engine(), description, timeout))
+
+
+def _print_report(report: Report | LoopReport) -> None:
     for line in report.lines():
         click.echo(line)
     sys.exit(0 if report.ok else 1)
