@@ -61,12 +61,22 @@ def run_worker_forever(eng: Engine, interval: float) -> None:
 
 
 def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
-    """A watcher thread per polled IMAP folder (none until IMAP servers have a poll folder)."""
-    try:
-        from bridge import imap_poller
-    except ImportError:  # pragma: no cover - the poller module is optional in this build
-        return []
-    return imap_poller.start_watchers(eng, stop)
+    """A watcher thread per IMAP server with a poll folder (IDLE where offered, else polling)."""
+    from sqlmodel import select
+
+    from bridge import imap_poller
+    from models import ImapServer
+    from models.db import session_scope
+
+    with session_scope(eng) as session:
+        servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()
+    threads = []
+    for server_id, name in servers:
+        thread = threading.Thread(target=imap_poller.watch, name=f"rb-imap-{name}", daemon=True,
+                                  args=(eng, server_id, f"{imap_poller.default_owner()}:{server_id}", stop))
+        thread.start()
+        threads.append(thread)
+    return threads
 
 
 def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ import pytest
 from tests.conftest import _bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
 from tests.servers.smtp_peers import SmtpPeer
+from tests.test_ingest import reply
+from tests.test_smtp_receiver import free_port
 
 EXE = shutil.which("replybridge", path=str(Path(sys.executable).parent)) or shutil.which("replybridge")
 Run = Callable[..., str]
@@ -67,7 +70,7 @@ def assert_delivered_and_filed(run: Run, peer: SmtpPeer, dovecot: Dovecot) -> No
     msg = email.message_from_bytes(peer.received[0].data, policy=email.policy.default)
     assert msg["From"].addresses[0].addr_spec == "jobs+1042@example.test"
     log = json.loads(run("log", "--json"))
-    assert [(e["status"], e["sent_folder"]) for e in log] == [("sent", "appended")]
+    assert [(e["status"], e["sent_folder"]) for e in log if e["purpose"] == "message"] == [("sent", "appended")]
     assert dovecot.folder_messages("Sent") == [peer.received[0].data]
 
 
@@ -93,15 +96,28 @@ def test_serve_sends_in_the_background_and_stops_on_sigterm(tmp_path: Path, smtp
     set_up(lambda *args: bridge.run(*args).stdout, peer, dovecot)
     bridge.run("send", "--employee", "1042", "--to", "candidate@example.org", "--subject", "Hi", "--body", "Hello!")
     env = dict(os.environ)
+    port = free_port()
+    env["REPLYBRIDGE_SMTP_PORT"] = str(port)
     proc = subprocess.Popen([EXE, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not dovecot.folder_messages("Sent"):
             time.sleep(0.2)
+        sent_id = json.loads(subprocess_runner(tmp_path, env)("log", "--json"))[0]["message_id"]
+        answer = reply("answer@example.org", "candidate@example.org", "jobs@example.test", in_reply_to=sent_id)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:  # the candidate answers through serve's receiver
+            smtp.sendmail("candidate@example.org", ["jobs+1042@example.test"], answer.encode())
+        while time.monotonic() < deadline and not json.loads(subprocess_runner(tmp_path, env)("messages", "list",
+                                                                                             "--json")):
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, output
     assert "stopping" in output and "smtp-secret-1" not in output
-    assert_delivered_and_filed(subprocess_runner(tmp_path, env), peer, dovecot)
+    run = subprocess_runner(tmp_path, env)
+    assert_delivered_and_filed(run, peer, dovecot)
+    [got] = json.loads(run("messages", "list", "--json"))
+    assert (got["source"], got["route"], got["employee_number"], got["rule"]) == ("smtp", "employee", 1042, "thread")
+    assert got["delivery"] == "forward not_sent"  # no database-wide account here: the forward waits, visible
