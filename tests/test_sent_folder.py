@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is
 
 
 def add_imap(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, name: str = "mailbox",
-             security: str = "starttls", password: str | None = None, sent_folder_name: str | None = None) -> None:
+             security: str = "starttls", password: str | None = None, sent_folder_name: str | None = None,
+             poll_folder: str | None = None) -> None:
     monkeypatch.setenv(IMAP_PW_ENV, password or server.password)
     port = server.ssl_port if security == "ssl" else server.port
     args = ["imap", "add", name, "--host", "localhost", "--port", str(port), "--security", security,
@@ -27,6 +28,8 @@ def add_imap(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, nam
             "--timeout", "5"]
     if sent_folder_name:
         args += ["--sent-folder", sent_folder_name]
+    if poll_folder:
+        args += ["--poll-folder", poll_folder]
     b.run(*args)
 
 
