@@ -69,6 +69,12 @@ def folder_state(b: Bridge) -> ImapFolderState:
         return s.exec(select(ImapFolderState)).one()
 
 
+def folder_state_or_none(b: Bridge, attribute: str) -> object:
+    with Session(b.engine()) as s:
+        row = s.exec(select(ImapFolderState)).first()
+        return getattr(row, attribute) if row else None
+
+
 def stored_raws(b: Bridge) -> list[bytes]:
     with Session(b.engine()) as s:
         return list(s.exec(select(InboundMessage.raw).order_by(InboundMessage.id)).all())
@@ -217,12 +223,15 @@ def test_thousand_messages_in_batches_with_bounded_memory(lite_bridge: Bridge, d
 
     tracemalloc.start()
     started = time.perf_counter()
-    report = poll_once(lite_bridge.engine(), server_id, "tester", batch_size=batch)
+    # Routing (~20 ms a message, one at a time) is left to the worker here: this is about the drain.
+    report = poll_once(lite_bridge.engine(), server_id, "tester", batch_size=batch, route=False)
     elapsed = time.perf_counter() - started
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    assert (report.fetched, report.stored, report.routed, report.error) == (count, count, count, None)
+    # (Twice in ~50 runs the server closed the connection mid-drain; the log says why, should it recur.)
+    assert (report.fetched, report.stored, report.routed, report.error) == (count, count, 0, None), \
+        (dovecot.root / "dovecot.log").read_text()[-3000:]
     assert stored_count(lite_bridge) == (count + 1, count + 1)
     batch_bytes = total // count * batch
     print(f"\n{count} messages ({total / 1e6:.1f} MB) in batches of {batch}: {elapsed:.2f} s under tracemalloc, "
@@ -277,12 +286,6 @@ def test_watch_waits_in_idle_and_stops_promptly(lite_bridge: Bridge, dovecot: Do
     assert folder_state(lite_bridge).lease_owner is None
 
 
-def folder_state_or_none(b: Bridge, attribute: str) -> object:
-    with Session(b.engine()) as s:
-        row = s.exec(select(ImapFolderState)).first()
-        return getattr(row, attribute) if row else None
-
-
 def test_watch_falls_back_to_polling_without_idle(lite_bridge: Bridge, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     server = start_dovecot(tmp_path / "imap", idle=False)
@@ -301,6 +304,28 @@ def test_watch_falls_back_to_polling_without_idle(lite_bridge: Bridge, tmp_path:
     finally:
         stop.set()
         server.stop()
+
+
+def test_watch_stands_by_while_another_poller_holds_the_folder(lite_bridge: Bridge, dovecot: Dovecot,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch)
+    engine = lite_bridge.engine()
+    state_id = imap_poller._state_id(engine, server_id, "INBOX")
+    assert imap_poller.take_lease(engine, state_id, "other-host:1:1") is None
+    deliver(dovecot, [candidate(1)])
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(engine, server_id, "watcher", stop), kwargs={"poll_interval": 0.2})
+    thread.start()
+    try:
+        time.sleep(1)
+        assert stored_count(lite_bridge) == (0, 0) and folder_state(lite_bridge).lease_owner == "other-host:1:1"
+        imap_poller.release_lease(engine, state_id, "other-host:1:1", record=False)
+        wait_for(lambda: stored_count(lite_bridge)[0] == 1, 3, "the watcher taking the folder over")
+        assert folder_state(lite_bridge).lease_owner == "watcher"
+    finally:
+        stop.set()
+        thread.join(3)
+    assert not thread.is_alive()
 
 
 def test_watch_survives_the_server_going_away_and_reconnects(lite_bridge: Bridge, tmp_path: Path,
@@ -351,7 +376,7 @@ def test_after_fetch_move_and_none(lite_bridge: Bridge, tmp_path: Path, monkeypa
         server_id = add_poller(lite_bridge, server, monkeypatch)
         deliver(server, [candidate(1)])
         assert poll_once(lite_bridge.engine(), server_id, "tester", after="none").stored == 1
-        assert dovecot_flags_plain(server) == [()]
+        assert server.folder_flags("INBOX") == [()]
         deliver(server, [candidate(2)])
         report = poll_once(lite_bridge.engine(), server_id, "tester", after="move:Processed")
         assert (report.stored, report.error) == (1, None)
@@ -366,7 +391,3 @@ def test_after_fetch_move_and_none(lite_bridge: Bridge, tmp_path: Path, monkeypa
             poll_once(lite_bridge.engine(), server_id, "tester", after="archive")
     finally:
         server.stop()
-
-
-def dovecot_flags_plain(server: Dovecot) -> list[tuple[bytes, ...]]:
-    return server.folder_flags("INBOX")
