@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imapclient import IMAPClient
-from sqlalchemy import insert, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
@@ -35,8 +35,7 @@ from bridge import ingest
 from bridge.connections import StageError, endpoint_of, login_of, open_imap
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import BridgeError
-from bridge.parse import dedup_key
-from models import ImapFolderState, ImapServer, InboundMessage, utcnow
+from models import ImapFolderState, ImapServer, utcnow
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -187,45 +186,18 @@ def _record(engine: Engine, state_id: int, owner: str, error: str | None) -> Non
 
 def store_batch(engine: Engine, state_id: int, owner: str, uidvalidity: int, last_uid: int,
                 raws: list[bytes], source: str = "imap") -> list[ingest.Stored]:
-    """Store raw messages as `ingest.store_many` does AND advance the folder in the same transaction.
+    """Store raw messages AND advance the folder in the same transaction.
 
     The invariant: progress is recorded only with the commit that stores what it covers. Raises
     LeaseLost (nothing stored) when another poller took the folder meanwhile.
     """
-    keys = [dedup_key(raw) for raw in raws]
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            return _store_and_advance(engine, state_id, owner, uidvalidity, last_uid, raws, keys, source)
-        except IntegrityError:  # another source stored one of these Message-IDs just now
-            if attempt == STORE_ATTEMPTS:
-                raise
-            log.info("a message of the batch was stored concurrently; storing the batch again")
-    raise AssertionError("unreachable")
-
-
-def _store_and_advance(engine: Engine, state_id: int, owner: str, uidvalidity: int, last_uid: int,
-                       raws: list[bytes], keys: list[tuple[str, str | None]], source: str) -> list[ingest.Stored]:
-    """The rows as `ingest._store` makes them, inserted with one executemany (ORM objects cost 0.5 ms each)."""
     now = utcnow()
-    with session_scope(engine) as session:
-        # The state row first: on SQLite this takes the write lock before anything is read.
+
+    def advance(session: Session) -> None:
         _update_held(session, state_id, owner, uidvalidity=uidvalidity, last_uid=last_uid,
                      lease_until=now + LEASE, last_poll_at=now, last_error=None)
-        wanted = list({key for key, _mid in keys})
-        ids = dict(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
-                                .where(InboundMessage.dedup_key.in_(wanted))).all()) if wanted else {}
-        rows: dict[str, dict[str, object]] = {}
-        duplicate: list[bool] = []
-        for raw, (key, mid) in zip(raws, keys, strict=True):
-            duplicate.append(key in ids or key in rows)
-            if not duplicate[-1]:  # the table's column defaults fill the rest, as for an ORM object
-                rows[key] = {"dedup_key": key, "message_id": mid, "raw": raw, "size": len(raw), "source": source,
-                             "envelope_from": None, "envelope_to": "[]", "received_at": now}
-        if rows:
-            session.execute(insert(InboundMessage.__table__), list(rows.values()))
-            ids.update(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
-                                    .where(InboundMessage.dedup_key.in_(list(rows)))).all())
-        return [ingest.Stored(ids[key], dup) for (key, _mid), dup in zip(keys, duplicate, strict=True)]
+
+    return ingest.store_many(engine, [ingest.Incoming(raw, source) for raw in raws], also=advance)
 
 
 def _reset_folder(engine: Engine, state_id: int, owner: str, uidvalidity: int) -> None:

@@ -82,6 +82,7 @@ class ReceiverHandler:
         self.max_header_bytes = max_header_bytes
         self.committer = GroupCommitter(engine)
         self.router = ThreadPoolExecutor(max_workers=router_threads, thread_name_prefix="rb-route")
+        self.settings_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rb-settings")
         self._domains: frozenset[str] = frozenset()
         self._domains_at = 0.0
 
@@ -100,7 +101,9 @@ class ReceiverHandler:
                           rcpt_options: list[str]) -> str:
         domain = address.rpartition("@")[2].lower().rstrip(".")
         try:
-            domains = await asyncio.get_running_loop().run_in_executor(self.router, self.accepted_domains)
+            fresh = time.monotonic() - self._domains_at <= DOMAINS_TTL_S
+            domains = self._domains if fresh else await asyncio.get_running_loop().run_in_executor(
+                self.settings_reader, self.accepted_domains)
         except Exception:  # noqa: BLE001 - the settings could not be read: the sender retries
             log.exception("reading the accepted domains failed")
             return "451 4.3.0 Temporary failure, try again later"
@@ -138,6 +141,7 @@ class ReceiverHandler:
     def close(self) -> None:
         self.committer.close()
         self.router.shutdown(wait=True)
+        self.settings_reader.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
