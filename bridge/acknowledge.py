@@ -40,8 +40,9 @@ def why_not(session: Session, row: InboundMessage, headers: Headers) -> str | No
     return "acknowledged within the last 7 days" if recent is not None else None
 
 
-def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers) -> OutboundMessage | None:
-    text = portal.load(session).acknowledgement
+def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,
+                      settings: portal.PortalSettings) -> OutboundMessage | None:
+    text = settings.acknowledgement
     if not text or why_not(session, row, headers) is not None:
         return None
     employee = session.get(Employee, row.employee_id)

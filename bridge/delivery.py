@@ -43,7 +43,7 @@ def resent(raw: bytes, resent_from: str, resent_to: str, message_id: str, when: 
     return block.encode("ascii") + raw
 
 
-def plan(session: Session, row: InboundMessage) -> None:
+def plan(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None) -> None:
     """After routing or assignment: set up delivery to the row's employee, once."""
     if row.employee_id is None or row.delivery != "none":
         return
@@ -53,13 +53,13 @@ def plan(session: Session, row: InboundMessage) -> None:
     if employee.delivery == "imap":
         row.delivery, row.delivery_next_at = "pending", utcnow()
     elif employee.delivery == "forward":
-        _queue_forward(session, row, employee)
+        _queue_forward(session, row, employee, settings or portal.load(session))
         row.delivery = "queued"
     session.add(row)
 
 
-def _queue_forward(session: Session, row: InboundMessage, employee: Employee) -> None:
-    settings = portal.load(session)
+def _queue_forward(session: Session, row: InboundMessage, employee: Employee,
+                   settings: portal.PortalSettings) -> None:
     numbered = settings.numbered()
     sender = numbered.make(employee.number)
     now = utcnow()

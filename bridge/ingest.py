@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -145,50 +145,70 @@ class Outcome:
     decision: Decision
 
 
-def decide(session: Session, row: InboundMessage) -> Outcome:
+def decide(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None) -> Outcome:
     """Steps 2-4: parse, classify, route. No writes: `ingest --dry-run --explain` uses it too."""
     parsed = parse(row.raw)
     classification = classify(parsed.message, row.envelope_from)
     envelope = Envelope(row.envelope_from, tuple(json.loads(row.envelope_to or "[]")))
-    settings = portal.load(session)
+    settings = settings or portal.load(session)
     decision = route(parsed.headers, envelope, classification, DatabaseDirectory(session), settings.numbered(),
                      secrets.signing_key("message-id"))
     return Outcome(parsed, classification, decision)
 
 
 def process(engine: Engine, inbound_id: int) -> InboundMessage:
-    """Steps 2-5 for one stored message, committed together."""
+    """Steps 2-5 for one stored message.
+
+    The costly part (parse, classify, route, reply text) runs in a read-only transaction; then a
+    short write transaction claims the row (a racing router finds it done) and applies the
+    decision. SQLite has one writer: holding its lock while parsing would stall the receiver.
+    """
     with session_scope(engine) as session:
         row = session.get(InboundMessage, inbound_id)
         if row.routed_at is not None:
             return row
-        outcome = decide(session, row)
-        parsed, decision = outcome.parsed, outcome.decision
-        row.from_addr, row.from_name, row.subject = parsed.from_addr, parsed.from_name, parsed.subject
-        row.in_reply_to = parsed.headers.first("in-reply-to")
-        row.references = " ".join(parsed.headers.all("references")) or None
-        row.parse_error = parsed.error
-        row.reply_text = extract_reply(parsed.text, parsed.html)
-        row.kind = outcome.classification.kind
-        row.route, row.rule, row.reason = decision.route, decision.rule, decision.reason
-        row.flagged, row.flag_reason = decision.flagged, decision.flag_reason
-        row.conversation_id = decision.conversation_id
-        if decision.route == "bounce":
-            row.reason = _apply_bounce(session, row, outcome.classification.bounce)
-        if decision.employee_number is not None:
-            employee = session.exec(select(Employee).where(Employee.number == decision.employee_number)).one()
-            row.employee_id = employee.id
-            if parsed.from_addr and not decision.flagged:
-                existing = conversations.find(session, employee, parsed.from_addr)
-                if existing is not None:
-                    row.candidate_id, row.conversation_id = existing.candidate_id, existing.id
-        row.triage = "open" if decision.route == "unassigned" else None
-        row.routed_at = utcnow()
-        session.add(row)
-        if not is_probe(parsed.headers, secrets.signing_key("message-id")):  # a probe is never delivered or answered
-            acknowledge.maybe_acknowledge(session, row, parsed.headers)
-            delivery.plan(session, row)
+        settings = portal.load(session)
+        outcome = decide(session, row, settings)
+        reply_text = extract_reply(outcome.parsed.text, outcome.parsed.html)
+        probe = is_probe(outcome.parsed.headers, secrets.signing_key("message-id"))
+    with session_scope(engine) as session:
+        claimed = session.exec(update(InboundMessage).where(InboundMessage.id == inbound_id,
+                                                            InboundMessage.routed_at.is_(None))
+                               .values(routed_at=utcnow()))
+        row = session.get(InboundMessage, inbound_id)
+        if claimed.rowcount != 1:
+            return row
+        row.reply_text = reply_text
+        _apply(session, row, outcome)
+        if not probe:  # a `test loop` probe is never delivered or answered
+            acknowledge.maybe_acknowledge(session, row, outcome.parsed.headers, settings)
+            delivery.plan(session, row, settings)
         return row
+
+
+def _apply(session: Session, row: InboundMessage, outcome: Outcome) -> None:
+    """Write the decision onto the stored row (inside the claiming transaction)."""
+    parsed, decision = outcome.parsed, outcome.decision
+    row.from_addr, row.from_name, row.subject = parsed.from_addr, parsed.from_name, parsed.subject
+    row.in_reply_to = parsed.headers.first("in-reply-to")
+    row.references = " ".join(parsed.headers.all("references")) or None
+    row.parse_error = parsed.error
+    row.kind = outcome.classification.kind
+    row.route, row.rule, row.reason = decision.route, decision.rule, decision.reason
+    row.flagged, row.flag_reason = decision.flagged, decision.flag_reason
+    row.conversation_id = decision.conversation_id
+    if decision.route == "bounce":
+        row.reason = _apply_bounce(session, row, outcome.classification.bounce)
+    if decision.employee_number is not None:
+        employee = session.exec(select(Employee).where(Employee.number == decision.employee_number)).one()
+        row.employee_id = employee.id
+        if parsed.from_addr and not decision.flagged:
+            existing = conversations.find(session, employee, parsed.from_addr)
+            if existing is not None:
+                row.candidate_id, row.conversation_id = existing.candidate_id, existing.id
+    row.triage = "open" if decision.route == "unassigned" else None
+    row.routed_at = utcnow()
+    session.add(row)
 
 
 def ingest(engine: Engine, item: Incoming) -> tuple[InboundMessage, bool]:

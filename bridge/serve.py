@@ -1,8 +1,8 @@
 """`replybridge serve`: the SMTP receiver, the IMAP pollers and the worker, until SIGINT or SIGTERM.
 
 The worker runs on an APScheduler interval (never two runs at once); the receiver has its own
-event-loop thread; each polled IMAP folder has a watcher thread. Shutdown stops taking mail first,
-then lets the current worker run finish.
+event-loop thread and only stores; routing runs in a process of its own; each polled IMAP folder
+has a watcher thread. Shutdown stops taking mail first, then lets the current work finish.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from bridge import worker
+from bridge import routing_process, worker
 from bridge.cli.common import engine
 from bridge.smtp_receiver import Receiver, ReceiverConfig
 
@@ -83,9 +83,10 @@ def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thr
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     eng = engine()
     config = ReceiverConfig.from_env()
-    receiver = Receiver(eng, config)
+    router, router_stop = routing_process.start()
+    receiver = Receiver(eng, config, route_inline=False)
     receiver.start()
-    log.info("SMTP receiver on %s:%s", config.host, config.port)
+    log.info("SMTP receiver on %s:%s; routing in process %s", config.host, config.port, router.pid)
     stop = threading.Event()
     watchers = start_watchers(eng, stop)
     scheduler = _scheduler(eng, WORKER_INTERVAL_S)
@@ -97,3 +98,5 @@ def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thr
     for thread in watchers:
         thread.join(timeout=10)
     scheduler.shutdown(wait=True)
+    router_stop.set()
+    router.join(timeout=20)

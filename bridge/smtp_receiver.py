@@ -77,8 +77,10 @@ class GroupCommitter:
 class ReceiverHandler:
     """aiosmtpd handler: narrow hooks, each with one job."""
 
-    def __init__(self, engine: Engine, max_header_bytes: int = MAX_HEADER_BYTES, router_threads: int = 2) -> None:
+    def __init__(self, engine: Engine, max_header_bytes: int = MAX_HEADER_BYTES, router_threads: int = 2,
+                 route_inline: bool = True) -> None:
         self.engine = engine
+        self.route_inline = route_inline  # False: a routing process routes (serve), keeping this interpreter free
         self.max_header_bytes = max_header_bytes
         self.committer = GroupCommitter(engine)
         self.router = ThreadPoolExecutor(max_workers=router_threads, thread_name_prefix="rb-route")
@@ -124,7 +126,7 @@ class ReceiverHandler:
         except Exception:  # noqa: BLE001 - nothing was stored: the sender keeps the message and retries
             log.exception("storing a received message failed; answered 451")
             return "451 4.3.0 Temporary storage failure, try again later"
-        if not stored.duplicate:
+        if self.route_inline and not stored.duplicate:
             asyncio.get_running_loop().run_in_executor(self.router, self._route, stored.id)
         return f"250 2.0.0 OK: stored as {stored.id}"
 
@@ -165,8 +167,8 @@ class ReceiverConfig:
 class Receiver(Controller):
     """The receiver on its own event-loop thread; `start()` and `stop()` as aiosmtpd's Controller."""
 
-    def __init__(self, engine: Engine, config: ReceiverConfig) -> None:
-        self.handler_ = ReceiverHandler(engine, config.max_header_bytes)
+    def __init__(self, engine: Engine, config: ReceiverConfig, route_inline: bool = True) -> None:
+        self.handler_ = ReceiverHandler(engine, config.max_header_bytes, route_inline=route_inline)
         tls = None
         if config.certfile:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -187,3 +187,27 @@ def test_thread_reply_from_a_new_address_is_flagged_until_confirmed(lite_bridge:
     assert (again["route"], again["employee_number"], again["rule"]) == ("employee", 1042, "known_sender")
     bad = lite_bridge.run("messages", "confirm-sender", str(again["id"]), ok=False)
     assert bad.exit_code == 1 and "no sender waiting" in bad.stderr
+
+
+def test_two_routers_racing_route_once_and_forward_once(bridge: Bridge) -> None:
+    """The worker and the routing process may reach one stored message together: one decision, one forward."""
+    import threading
+
+    raw = reply("race@example.org", "cand@example.org", "jobs+1042@example.test").encode()
+    stored = ingest.store(bridge.engine(), ingest.Incoming(raw, "pipe"))
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def route() -> None:
+        barrier.wait()
+        try:
+            ingest.process(bridge.engine(), stored.id)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+    threads = [threading.Thread(target=route) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert [e["purpose"] for e in bridge.json("log")] == ["forward"]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from bridge.smtp_receiver import Receiver, ReceiverConfig
@@ -47,12 +47,15 @@ def lite_receiver(lite_bridge: Bridge) -> Iterator[Receiver]:
 def routed(b: Bridge, count: int, timeout: float = 10.0) -> list[dict]:
     """The routed messages once `count` of them are routed (routing runs after the 250)."""
     deadline = time.monotonic() + timeout
+    done = 0
     while time.monotonic() < deadline:
-        got = b.json("messages", "list")
-        if len(got) >= count:
-            return got
+        with Session(b.engine()) as s:
+            done = s.exec(select(func.count()).select_from(InboundMessage)
+                          .where(InboundMessage.routed_at.is_not(None))).one()
+        if done >= count:
+            return b.json("messages", "list", "--limit", str(max(count, 200)))
         time.sleep(0.05)
-    raise AssertionError(f"{count} routed messages expected, got {b.json('messages', 'list')}")
+    raise AssertionError(f"{count} routed messages expected within {timeout:g} s, {done} routed")
 
 
 def test_reply_over_smtp_is_stored_exactly_and_routed(bridge: Bridge, receiver: Receiver) -> None:
