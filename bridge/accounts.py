@@ -149,10 +149,21 @@ def _refuse_self_loop(sent_folder: str, poll_folder: str | None) -> None:
                          "sent mail in as replies; poll the mailbox numbered addresses are delivered to (e.g. INBOX)")
 
 
+def _poll_after(value: str) -> str:
+    from bridge.imap_poller import AfterFetch
+
+    try:
+        AfterFetch.parse(value)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return value
+
+
 def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto",
-             poll_folder: str | None = None) -> ImapServer:
+             poll_folder: str | None = None, poll_after: str = "seen") -> ImapServer:
     f = fields.validated()
     _refuse_self_loop(sent_folder, poll_folder)
+    poll_after = _poll_after(poll_after)
     if not f.username or f.password is None:
         raise InputError("an IMAP server needs --username and a password (--password-stdin or --password-env)")
     if session.exec(select(ImapServer).where(ImapServer.name == f.name)).first():
@@ -160,7 +171,8 @@ def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto
     server = ImapServer(name=f.name, host=f.host, port=f.port, security=f.security, username=f.username,
                         secret=secrets.encrypt(f.password), timeout=f.timeout, ca_file=f.ca_file,
                         sent_folder=_name(sent_folder, "sent folder"),
-                        poll_folder=_name(poll_folder, "poll folder") if poll_folder else None)
+                        poll_folder=_name(poll_folder, "poll folder") if poll_folder else None,
+                        poll_after=poll_after)
     session.add(server)
     session.flush()
     return server

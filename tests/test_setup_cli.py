@@ -71,6 +71,8 @@ def test_key_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyP
      "a password is needed"),
     (["imap", "add", "i", "--host", "h.test", "--port", "993", "--security", "ssl", "--username", "u",
       "--password-env", "PW", "--poll-folder", "Sent Items"], "is a Sent folder"),
+    (["imap", "add", "i", "--host", "h.test", "--port", "993", "--security", "ssl", "--username", "u",
+      "--password-env", "PW", "--poll-folder", "INBOX", "--poll-after", "delete"], "move:FOLDER"),
     (["alias", "add", "--employee", "99", "--description", "d", "--display-name", "n", "--from", "a@example.test"],
      "no employee number 99"),
     (["alias", "add", "--employee", "1042", "--description", "d", "--display-name", "n", "--from", "a@example.test",

@@ -178,3 +178,22 @@ def test_loop_probe_through_our_own_receiver(lite_bridge: Bridge, lite_receiver:
                     "--from", "ana3@example.test", "--smtp", "refuses")
     bad = lite_bridge.run("test", "loop", "Refused", "--timeout", "1", ok=False)
     assert bad.exit_code == 1 and "Broken leg: send refused" in bad.stdout and "relay" in bad.stdout
+
+
+def test_starttls_when_a_certificate_is_configured(lite_bridge: Bridge, tls_cert) -> None:  # noqa: ANN001
+    import ssl
+
+    receiver = Receiver(lite_bridge.engine(), ReceiverConfig(port=free_port(), certfile=str(tls_cert.certfile),
+                                                             keyfile=str(tls_cert.keyfile)))
+    receiver.start()
+    try:
+        with smtplib.SMTP(receiver.hostname, receiver.port) as smtp:
+            smtp.ehlo()
+            assert smtp.has_extn("starttls")
+            smtp.starttls(context=ssl.create_default_context(cafile=str(tls_cert.cafile)))
+            smtp.sendmail("cand@example.org", ["jobs+1042@example.test"],
+                          reply("tls@example.org", "cand@example.org", "jobs+1042@example.test").encode())
+        [m] = routed(lite_bridge, 1)
+        assert m["route"] == "employee"
+    finally:
+        receiver.stop()

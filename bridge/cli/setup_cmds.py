@@ -160,14 +160,16 @@ def imap() -> None:
 @server_options
 @click.option("--username", required=True)
 @click.option("--sent-folder", default="auto", show_default=True, help="`auto` finds it by SPECIAL-USE.")
-@click.option("--poll-folder", help="Folder to poll for inbound replies.")
+@click.option("--poll-folder", help="Folder to poll for inbound replies (the catch-all mailbox, e.g. INBOX).")
+@click.option("--poll-after", default="seen", show_default=True,
+              help="After a polled message is stored: seen (flag \\Seen), none, or move:FOLDER.")
 def imap_add(name: str, host: str, port: int, security: str, timeout: float, ca_file: str | None,
              password_stdin: bool, password_env: str | None, username: str, sent_folder: str,
-             poll_folder: str | None) -> None:
+             poll_folder: str | None, poll_after: str) -> None:
     password = read_password(password_stdin, password_env, required=True)
     fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder)
+        accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder, poll_after=poll_after)
     click.echo(f"IMAP server {name!r} added")
 
 
