@@ -19,10 +19,9 @@ from sqlmodel import Session, select
 
 from bridge import portal, secrets
 from bridge.accounts import alias_for
-from bridge.connections import StageError, endpoint_of, open_imap
+from bridge.connections import endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
-from bridge.errors import BridgeError
-from bridge.imap_append import append_once
+from bridge.imap_append import append_once, connect, detached_server, retry_at
 from bridge.outbound import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
 from models import Employee, ImapServer, InboundMessage, OutboundMessage, utcnow
 from models.db import session_scope
@@ -115,7 +114,7 @@ def _record(engine: Engine, inbound_id: int, ok: bool, error: str | None = None)
             row.delivery, row.delivery_error = "failed", error
         else:
             row.delivery_error = error
-            row.delivery_next_at = utcnow() + dt.timedelta(seconds=30 * 2 ** (row.delivery_attempts - 1))
+            row.delivery_next_at = utcnow() + retry_at(row.delivery_attempts)
         session.add(row)
 
 
@@ -123,22 +122,16 @@ def run(engine: Engine) -> int:
     """Every due INBOX delivery; returns how many were delivered."""
     delivered = 0
     for server_id, items in _claim(engine).items():
-        with session_scope(engine) as session:
-            server = session.get(ImapServer, server_id) if server_id is not None else None
-            if server is not None:
-                session.expunge(server)
+        server = detached_server(engine, server_id)
         if server is None:
             for inbound_id, _retry in items:
                 _record(engine, inbound_id, False, "delivery `imap`: the employee's default alias is not linked to "
                                                    "an IMAP server (replybridge alias link ...)")
             continue
-        try:
-            client = open_imap(server)
-        except (StageError, BridgeError) as err:
-            hint = (diagnose(failure_from_exception(err.cause, err.stage), endpoint_of(server)).hint
-                    if isinstance(err, StageError) else str(err))
+        client, why = connect(server)
+        if client is None:
             for inbound_id, _retry in items:
-                _record(engine, inbound_id, False, f"{server.name}: {hint}")
+                _record(engine, inbound_id, False, why)
             continue
         try:
             for inbound_id, retry in items:

@@ -18,11 +18,11 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge.connections import StageError, endpoint_of, open_imap
+from bridge.connections import endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import BridgeError
-from bridge.imap_append import append_once
-from models import Alias, ImapServer, OutboundMessage, utcnow
+from bridge.imap_append import append_once, connect, detached_server, retry_at
+from models import Alias, OutboundMessage, utcnow
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ def _record(engine: Engine, outbound_id: int, state: str, error: str | None = No
                 state = "failed"
             else:
                 state = "pending"
-                backoff = 30 * 2 ** (m.sent_folder_attempts - 1)
-                m.sent_folder_next_at = utcnow() + dt.timedelta(seconds=backoff)
+                m.sent_folder_next_at = utcnow() + retry_at(m.sent_folder_attempts)
         m.sent_folder, m.sent_folder_error = state, error
         session.add(m)
 
@@ -102,24 +101,15 @@ def run(engine: Engine) -> int:
     """Do every due Sent-folder append; returns how many were filed."""
     filed = 0
     for server_id, items in claim(engine).items():
-        with session_scope(engine) as session:
-            server = session.get(ImapServer, server_id) if server_id is not None else None
-            if server is not None:
-                session.expunge(server)
+        server = detached_server(engine, server_id)
         if server is None:  # the alias was unlinked (or the server removed) after the send
             for item in items:
                 _record(engine, item.id, "failed", "the alias is no longer linked to an IMAP server")
             continue
-        try:
-            client = open_imap(server)
-        except StageError as err:
-            diag = diagnose(failure_from_exception(err.cause, err.stage), endpoint_of(server))
+        client, why = connect(server)
+        if client is None:
             for item in items:
-                _record(engine, item.id, "retry", f"{server.name}: {diag.hint}")
-            continue
-        except BridgeError as err:
-            for item in items:
-                _record(engine, item.id, "retry", str(err))
+                _record(engine, item.id, "retry", why)
             continue
         try:
             folder = find_sent_folder(client, server.sent_folder)
