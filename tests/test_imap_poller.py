@@ -273,7 +273,8 @@ def test_watch_waits_in_idle_and_stops_promptly(lite_bridge: Bridge, dovecot: Do
     thread.start()
     try:
         wait_for(lambda: folder_state_or_none(lite_bridge, "last_poll_at"), 5, "the first pass")
-        assert folder_state(lite_bridge).lease_owner == "watcher"  # held while idling
+        state = folder_state(lite_bridge)
+        assert state.lease_owner == "watcher", f"lease not held while idling: {state}"
         for n in range(2):  # each new message ends an IDLE; the next one starts on the same connection
             deliver(dovecot, [candidate(n)])
             wait_for(lambda n=n: stored_count(lite_bridge)[0] == n + 1, 5, f"message {n} stored through IDLE")
@@ -282,8 +283,10 @@ def test_watch_waits_in_idle_and_stops_promptly(lite_bridge: Bridge, dovecot: Do
         stop.set()
         stopped = time.monotonic()
         thread.join(5)
-    assert not thread.is_alive() and time.monotonic() - stopped < 2
-    assert folder_state(lite_bridge).lease_owner is None
+    took = time.monotonic() - stopped
+    assert not thread.is_alive() and took < 2, f"the watcher took {took:.2f} s to stop"
+    state = folder_state(lite_bridge)
+    assert state.lease_owner is None, f"lease not released on stop: {state}"
 
 
 def test_watch_falls_back_to_polling_without_idle(lite_bridge: Bridge, tmp_path: Path,
