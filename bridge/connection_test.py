@@ -7,14 +7,13 @@ IMAP: connect, TLS, LOGIN, find the Sent folder (and the poll folder when one is
 
 from __future__ import annotations
 
-import contextlib
 import smtplib
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
 from bridge import portal
-from bridge.connections import StageError, close_quietly, endpoint_of, open_imap, open_smtp
+from bridge.connections import StageError, close_quietly, endpoint_of, logout_quietly, open_imap, open_smtp
 from bridge.diagnosis import Failure, diagnose, failure_from_exception
 from bridge.errors import BridgeError
 from bridge.sent_folder import find_sent_folder
@@ -119,5 +118,4 @@ def check_imap(server: ImapServer) -> Report:
             return report.fail(failure, diagnose(failure, ep).hint)
         return report
     finally:
-        with contextlib.suppress(Exception):
-            client.logout()
+        logout_quietly(client)

@@ -109,3 +109,14 @@ def open_imap(server: ImapServer) -> IMAPClient:
             with contextlib.suppress(Exception):
                 client.shutdown()
         raise StageError(stage, exc) from None
+
+
+def logout_quietly(client: IMAPClient | None) -> None:
+    """LOGOUT if the server still listens, else drop the socket; the client is thrown away either way."""
+    if client is None:
+        return
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001
+        with contextlib.suppress(Exception):
+            client.shutdown()

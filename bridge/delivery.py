@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections import defaultdict
 
 from sqlalchemy import update
@@ -19,7 +18,7 @@ from sqlmodel import Session, select
 
 from bridge import portal, secrets
 from bridge.accounts import alias_for
-from bridge.connections import endpoint_of
+from bridge.connections import endpoint_of, logout_quietly
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.imap_append import append_once, connect, detached_server, retry_at
 from bridge.outbound import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
@@ -27,7 +26,6 @@ from models import Employee, ImapServer, InboundMessage, OutboundMessage, utcnow
 from models.db import session_scope
 from routing.message_ids import make_message_id
 
-log = logging.getLogger(__name__)
 MODES = ("forward", "imap", "none")
 MAX_ATTEMPTS = 5
 LEASE = dt.timedelta(minutes=10)
@@ -147,8 +145,5 @@ def run(engine: Engine) -> int:
                     _record(engine, inbound_id, True)
                     delivered += 1
         finally:
-            try:
-                client.logout()
-            except Exception:  # noqa: BLE001
-                log.debug("IMAP logout failed", exc_info=True)
+            logout_quietly(client)
     return delivered

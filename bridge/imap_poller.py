@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 
 from bridge import ingest
-from bridge.connections import StageError, endpoint_of, login_of, open_imap
+from bridge.connections import StageError, endpoint_of, login_of, logout_quietly, open_imap
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import BridgeError
 from models import ImapFolderState, ImapServer, utcnow
@@ -333,16 +333,6 @@ def _redact(text: str, server: ImapServer) -> str:
     return text
 
 
-def _logout(client: IMAPClient | None) -> None:
-    if client is None:
-        return
-    try:
-        client.logout()
-    except Exception:  # noqa: BLE001 - the connection is thrown away either way
-        with contextlib.suppress(Exception):
-            client.shutdown()
-
-
 def _keepalive(client: IMAPClient) -> None:
     """TCP keepalive, so a peer that vanished without a FIN ends an IDLE within minutes, not at re-issue."""
     with contextlib.suppress(OSError, AttributeError):
@@ -396,7 +386,7 @@ def poll_once(engine: Engine, server_id: int, owner: str, batch_size: int = 100,
     except Exception as exc:  # noqa: BLE001 - reported, never raised: the caller polls again later
         report.error = _describe(server, exc, "poll")
     finally:
-        _logout(client)
+        logout_quietly(client)
         release_lease(engine, state_id, owner, report.error)
     if report.error:
         log.warning("polling %s/%s: %s", server.name, server.poll_folder, report.error)
@@ -441,7 +431,7 @@ class _Watcher:
             self._drop(release=True, record=False)
 
     def _drop(self, release: bool, record: bool = False) -> None:
-        _logout(self.client)
+        logout_quietly(self.client)
         self.client = None
         if release and self.state_id is not None:
             release_lease(self.engine, self.state_id, self.owner, record=record)

@@ -8,7 +8,6 @@ twice. Failures back off and give up as `failed` after a few tries; the SMTP sen
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -18,14 +17,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge.connections import endpoint_of
+from bridge.connections import endpoint_of, logout_quietly
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import BridgeError
 from bridge.imap_append import append_once, connect, detached_server, retry_at
 from models import Alias, OutboundMessage, utcnow
 from models.db import session_scope
 
-log = logging.getLogger(__name__)
 MAX_APPEND_ATTEMPTS = 5
 LEASE = dt.timedelta(minutes=10)
 
@@ -127,8 +125,5 @@ def run(engine: Engine) -> int:
             for item in items:
                 _record(engine, item.id, "retry", str(err))
         finally:
-            try:
-                client.logout()
-            except Exception:  # noqa: BLE001
-                log.debug("IMAP logout failed", exc_info=True)
+            logout_quietly(client)
     return filed
