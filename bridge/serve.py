@@ -51,6 +51,7 @@ def _scheduler(eng: Engine, interval: float) -> BackgroundScheduler:
 
 def run_worker_forever(eng: Engine, interval: float) -> None:
     """`replybridge worker`: the worker alone, every `interval` seconds."""
+    _quiet_scheduler_logs()
     stop = threading.Event()
     scheduler = _scheduler(eng, interval)
     scheduler.start()
@@ -79,14 +80,21 @@ def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
     return threads
 
 
+def _quiet_scheduler_logs() -> None:
+    """APScheduler logs every run at INFO; the worker's own summary says what happened."""
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
 def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_scheduler_logs()
     eng = engine()
     config = ReceiverConfig.from_env()
-    router, router_stop = routing_process.start()
+    router = routing_process.RoutingProcess().start()
     receiver = Receiver(eng, config, route_inline=False)
     receiver.start()
-    log.info("SMTP receiver on %s:%s; routing in process %s", config.host, config.port, router.pid)
+    log.info("SMTP receiver on %s:%s; routing in process %s", config.host, config.port,
+             router.process.pid)
     stop = threading.Event()
     watchers = start_watchers(eng, stop)
     scheduler = _scheduler(eng, WORKER_INTERVAL_S)
@@ -98,5 +106,4 @@ def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thr
     for thread in watchers:
         thread.join(timeout=10)
     scheduler.shutdown(wait=True)
-    router_stop.set()
-    router.join(timeout=20)
+    router.stop()

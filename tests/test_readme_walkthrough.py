@@ -99,7 +99,7 @@ def test_serve_sends_in_the_background_and_stops_on_sigterm(tmp_path: Path, smtp
     port = free_port()
     env["REPLYBRIDGE_SMTP_PORT"] = str(port)
     proc = subprocess.Popen([EXE, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not dovecot.folder_messages("Sent"):
@@ -111,8 +111,8 @@ def test_serve_sends_in_the_background_and_stops_on_sigterm(tmp_path: Path, smtp
         while time.monotonic() < deadline and not json.loads(subprocess_runner(tmp_path, env)("messages", "list",
                                                                                              "--json")):
             time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    finally:  # to the whole process group, as `timeout`, systemd and a terminal do: the routing child too
+        os.killpg(proc.pid, signal.SIGTERM)
         output, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, output
     assert "stopping" in output and "smtp-secret-1" not in output
