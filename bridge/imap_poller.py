@@ -45,7 +45,6 @@ LEASE_RENEW_S = 60.0  # well inside LEASE, so a live poller never loses its fold
 IDLE_SLICE_S = 1.0  # idle_check() in slices this long, so `stop` is honoured within about a second
 IDLE_TIMEOUT_S = 29 * 60 - 60  # RFC 2177: servers may drop an IDLE after 30 minutes; re-issue before 29
 BACKOFF_INITIAL_S, BACKOFF_MAX_S = 1.0, 300.0
-STORE_ATTEMPTS = 3  # a Message-ID stored by another source mid-batch costs one retry of the batch
 SEEN = b"\\Seen"
 NEW_MAIL = (b"EXISTS", b"RECENT")
 

@@ -108,7 +108,7 @@ def queue(session: Session, req: Request) -> OutboundMessage:
                        in_reply_to=req.in_reply_to, references=req.references, date=now))
     message = OutboundMessage(
         message_id=message_id, employee_id=employee.id, alias_id=alias.id if alias else None,
-        conversation_id=conversation.id, automated=req.automated or req.auto_submitted is not None,
+        conversation_id=conversation.id, automated=req.auto_submitted is not None,
         purpose=req.purpose, inbound_id=req.inbound_id, from_addr=display_from(display_name, from_addr),
         envelope_from=from_addr, to_addr=to, subject=subject, thread_index=thread_index, raw=raw,
         created_at=now, next_attempt_at=now)

@@ -90,12 +90,9 @@ def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None
 
 def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None) -> RunReport:
     """All work due now: stored messages not yet routed, the send queue, then the Sent-folder appends."""
-    report = RunReport()
-    report.routed = ingest.finish_unrouted(engine)
-    sent = send_due(engine, progress)
-    report.sent, report.deferred, report.undeliverable, report.not_sent = (
-        sent.sent, sent.deferred, sent.undeliverable, sent.not_sent)
-    report.events = sent.events
+    routed = ingest.finish_unrouted(engine)
+    report = send_due(engine, progress)
+    report.routed = routed
     report.filed = sent_folder.run(engine)
     report.delivered = delivery.run(engine)
     return report
