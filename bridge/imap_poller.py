@@ -227,6 +227,15 @@ def _pop_new_mail(client: IMAPClient) -> bool:
     return any([untagged.pop(name, None) for name in ("EXISTS", "RECENT")])  # a list: pop both
 
 
+def _news_since_pass(client: IMAPClient) -> bool:
+    """NOOP right before waiting: the server syncs and reports mail that arrived after the pass's
+    SEARCH. Without it such a message can sit unannounced until IDLE is re-issued (Dovecot reports
+    changes when it syncs, and a maildir sync has one-second granularity)."""
+    with _stage("noop"):
+        _text, responses = client.noop()
+    return any(len(r) > 1 and r[1] in NEW_MAIL for r in responses)
+
+
 @contextlib.contextmanager
 def _stage(name: str) -> Iterator[None]:
     """Tag what the server (or the socket) raises with the step, for the diagnosis."""
@@ -462,7 +471,7 @@ class _Watcher:
                               self.batch_size, self.action, report, stop=self.stop)
             report.error = "; ".join(problems) or None
             _record(self.engine, self.state_id, self.owner, report.error)
-            if report.fetched or _pop_new_mail(self.client):
+            if report.fetched or _pop_new_mail(self.client) or _news_since_pass(self.client):
                 return "ok"  # mail may have arrived during the pass: look again before waiting
             if report.idle_supported:
                 with _stage("idle"):

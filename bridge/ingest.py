@@ -2,7 +2,8 @@
 
 1. `store`: the raw bytes and the envelope are committed, deduplicated by normalized Message-ID
    (else a content hash). Only after this may a source acknowledge the message (SMTP 250, IMAP
-   progress). 2-5. `process`: parse, classify, route, and commit the decision in one transaction.
+   progress). 2-5. `process`: parse, classify and route read-only, then claim the row and commit the
+   decision in one short write transaction (a racing router finds it done).
 A stored message whose decision was never committed (a crash) is finished by `finish_unrouted`.
 """
 
