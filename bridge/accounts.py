@@ -71,6 +71,13 @@ def set_delivery(session: Session, number: int, mode: str) -> Employee:
     return employee
 
 
+def set_active(session: Session, number: int, active: bool) -> Employee:
+    employee = get_employee(session, number)
+    employee.active = active
+    session.add(employee)
+    return employee
+
+
 def add_employee(session: Session, number: int, name: str, email: str, *, admin: bool = False,
                  active: bool = True, delivery: str = "forward") -> Employee:
     if number < 0 or number > 999_999_999:

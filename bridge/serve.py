@@ -1,4 +1,4 @@
-"""`replybridge serve`: the SMTP receiver, the IMAP pollers and the worker, until SIGINT or SIGTERM.
+"""`replybridge serve`: the SMTP receiver, the IMAP pollers, the worker and the web pages, until SIGINT or SIGTERM.
 
 The worker runs on an APScheduler interval (never two runs at once); the receiver has its own
 event-loop thread and only stores; routing runs in a process of its own; each polled IMAP folder
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -18,10 +19,51 @@ from sqlalchemy.engine import Engine
 
 from bridge import routing_process, worker
 from bridge.cli.common import engine
+from bridge.errors import ConfigError
 from bridge.smtp_receiver import Receiver, ReceiverConfig
 
 log = logging.getLogger("replybridge.serve")
 WORKER_INTERVAL_S = 5.0
+
+
+def worker_interval() -> float:
+    """Seconds between worker runs: REPLYBRIDGE_WORKER_INTERVAL, default 5."""
+    value = os.environ.get("REPLYBRIDGE_WORKER_INTERVAL")
+    try:
+        return max(0.2, float(value)) if value else WORKER_INTERVAL_S
+    except ValueError:
+        raise ConfigError(f"REPLYBRIDGE_WORKER_INTERVAL={value!r} is not a number of seconds") from None
+
+
+class WebServer:
+    """The web pages and API (uvicorn) on REPLYBRIDGE_WEB_HOST:REPLYBRIDGE_WEB_PORT, in a thread of its
+    own with its own event loop; page functions run in uvicorn's thread pool."""
+
+    def __init__(self, eng: Engine) -> None:
+        import uvicorn
+
+        from bridge.web.app import create_app
+
+        self.host = os.environ.get("REPLYBRIDGE_WEB_HOST", "127.0.0.1")
+        port = os.environ.get("REPLYBRIDGE_WEB_PORT", "8025")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REPLYBRIDGE_WEB_PORT={port!r} is not a port number")
+        self.port = int(port)
+        config = uvicorn.Config(create_app(eng), host=self.host, port=self.port, log_level="warning",
+                                access_log=False, proxy_headers=True, server_header=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="rb-web", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise ConfigError(f"the web server could not listen on {self.host}:{self.port} (port in use?)")
+            self.thread.join(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 def _safe_run(eng: Engine) -> None:
@@ -95,14 +137,19 @@ def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thr
     receiver.start()
     log.info("SMTP receiver on %s:%s; routing in process %s", config.host, config.port,
              router.process.pid)
+    web = WebServer(eng)
+    web.start()
+    log.info("web pages and API on http://%s:%s/", web.host, web.port)
     stop = threading.Event()
     watchers = start_watchers(eng, stop)
-    scheduler = _scheduler(eng, WORKER_INTERVAL_S)
+    interval = worker_interval()
+    scheduler = _scheduler(eng, interval)
     scheduler.start()
-    log.info("worker every %.0f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", WORKER_INTERVAL_S, len(watchers))
+    log.info("worker every %.1f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", interval, len(watchers))
     _until_signalled(stop)
     log.info("stopping")
     receiver.stop()
+    web.stop()
     for thread in watchers:
         thread.join(timeout=10)
     scheduler.shutdown(wait=True)

@@ -2,6 +2,7 @@
 
 from models.tables import (
     Alias,
+    ApiToken,
     Candidate,
     Conversation,
     DeliveryAttempt,
@@ -12,10 +13,13 @@ from models.tables import (
     OutboundMessage,
     Setting,
     SmtpAccount,
+    Webhook,
+    WebhookDelivery,
     utcnow,
 )
 
 __all__ = [
-    "Alias", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState", "ImapServer",
-    "InboundMessage", "OutboundMessage", "Setting", "SmtpAccount", "utcnow",
+    "Alias", "ApiToken", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState", "ImapServer",
+    "InboundMessage", "OutboundMessage", "Setting", "SmtpAccount", "Webhook",
+    "WebhookDelivery", "utcnow",
 ]

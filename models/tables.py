@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -100,6 +100,8 @@ class OutboundMessage(SQLModel, table=True):
     """One entry of the Mail Log: the exact bytes to send and where they stand."""
 
     __tablename__ = "outbound_message"
+    # suggestions for unassigned mail look up the subjects we sent ("Re: Backend engineer")
+    __table_args__ = (Index("ix_outbound_message_subject", "subject"),)
 
     id: int | None = Field(default=None, primary_key=True)
     message_id: str = Field(unique=True, index=True)  # with angle brackets
@@ -157,6 +159,8 @@ class InboundMessage(SQLModel, table=True):
     """
 
     __tablename__ = "inbound_message"
+    # the Unassigned page and the API page by (route, triage) newest first: keyset on (received_at, id)
+    __table_args__ = (Index("ix_inbound_message_inbox", "route", "triage", "received_at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str = Field(unique=True, index=True, max_length=998)
@@ -211,3 +215,50 @@ class ImapFolderState(SQLModel, table=True):
     lease_until: dt.datetime | None = None
     last_poll_at: dt.datetime | None = None
     last_error: str | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the HTTP API: only its SHA-256 is stored (the token is 256 random bits)."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    employee_id: int | None = Field(default=None, foreign_key="employee.id")  # None with admin: every employee
+    admin: bool = False
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    last_used_at: dt.datetime | None = None
+
+
+class Webhook(SQLModel, table=True):
+    """A receiver of events, signed per the Standard Webhooks spec with its own secret."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str
+    secret: str  # Fernet token of the whsec_ secret
+    events: str = "[]"  # JSON list; empty means every event
+    active: bool = True
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one webhook: written in the transaction of the change it reports (an outbox),
+    delivered by the worker, retried with backoff until the receiver answers 2xx."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(foreign_key="webhook.id", index=True)
+    event_id: str = Field(max_length=64)  # the webhook-id header: receivers dedupe by it
+    event_type: str
+    payload: str  # the JSON body, fixed when the event happened
+    status: str = "pending"  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow)
+    claimed_until: dt.datetime | None = None
+    last_status: int | None = None  # the receiver's HTTP status
+    last_error: str | None = None  # or why there was none (timeout, refused ...)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    delivered_at: dt.datetime | None = None

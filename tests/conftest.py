@@ -20,6 +20,7 @@ from bridge.cli import cli
 from bridge.cli import common as cli_common
 from tests.servers.dovecot import dovecot  # noqa: F401 - fixture
 from tests.servers.smtp_peers import smtp_peer, tls_cert  # noqa: F401 - fixtures
+from tests.servers.web import browser, page, web, web_both  # noqa: F401 - fixtures
 
 POSTGRES_URL = os.environ.get("REPLYBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

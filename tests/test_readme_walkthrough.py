@@ -98,6 +98,7 @@ def test_serve_sends_in_the_background_and_stops_on_sigterm(tmp_path: Path, smtp
     env = dict(os.environ)
     port = free_port()
     env["REPLYBRIDGE_SMTP_PORT"] = str(port)
+    env["REPLYBRIDGE_WEB_PORT"] = str(free_port())
     proc = subprocess.Popen([EXE, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -13,6 +13,7 @@ from bridge.cli.common import (
     emit_json,
     engine,
     engine_unchecked,
+    password_options,
     read_password,
     safe_url,
     server_options,
@@ -100,6 +101,36 @@ def employee_set_delivery(number: int, mode: str) -> None:
     with db() as session:
         accounts.set_delivery(session, number, mode)
     click.echo(f"Employee {number}: delivery {mode}")
+
+
+@employee.command("set-password")
+@click.argument("number", type=int)
+@password_options
+def employee_set_password(number: int, password_stdin: bool, password_env: str | None) -> None:
+    """Set the web sign-in password of employee NUMBER (read from stdin or a variable, never an argument)."""
+    from bridge import passwords
+
+    password = read_password(password_stdin, password_env, required=True)
+    with db() as session:
+        passwords.set_password(session, number, password)
+    click.echo(f"Employee {number}: password set")
+
+
+@employee.command("deactivate")
+@click.argument("number", type=int)
+def employee_deactivate(number: int) -> None:
+    """Employee NUMBER can no longer sign in; their mail goes to Unassigned messages."""
+    with db() as session:
+        accounts.set_active(session, number, False)
+    click.echo(f"Employee {number}: inactive")
+
+
+@employee.command("activate")
+@click.argument("number", type=int)
+def employee_activate(number: int) -> None:
+    with db() as session:
+        accounts.set_active(session, number, True)
+    click.echo(f"Employee {number}: active")
 
 
 @employee.command("list")

@@ -1,0 +1,3 @@
+"""Admin pages: employees, SMTP accounts, IMAP servers, aliases, portal settings."""
+
+routers: list = []
