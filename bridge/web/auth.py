@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from bridge.web.deps import db
-from models import Employee
+from models import Employee, InboundMessage
 
 
 class SignInRequired(Exception):
@@ -85,6 +85,11 @@ def require_admin(employee: Employee = Depends(current_employee)) -> Employee:
 def may_see_employee_mail(me: Employee, employee_id: int | None) -> bool:
     """Recruiters see their own mail only; admins see everyone's."""
     return me.admin or (employee_id is not None and employee_id == me.id)
+
+
+def may_see_message(me: Employee, row: InboundMessage) -> bool:
+    """Admins see every message; recruiters their own and the Unassigned messages they triage."""
+    return me.admin or row.employee_id == me.id or (row.route == "unassigned" and row.employee_id is None)
 
 
 @dataclass

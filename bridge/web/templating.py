@@ -30,12 +30,18 @@ def open_unassigned(session: Session) -> int:
     return session.exec(query).one()
 
 
+def flash(request: Request, message: str) -> None:
+    """A one-time message for the next page (after a Post/Redirect/Get), kept in the session."""
+    request.session["flash"] = message
+
+
 def render(request: Request, session: Session, name: str, context: dict[str, object] | None = None,
            status_code: int = 200) -> HTMLResponse:
     """A page with the signed-in employee, the navigation count and the CSRF token filled in."""
     from bridge.web import auth
 
     values = {"me": getattr(request.state, "employee", None), "csrf_token": auth.csrf_token(request),
+              "flash": request.session.pop("flash", None),
               "unassigned_count": open_unassigned(session) if getattr(request.state, "employee", None) else 0}
     values.update(context or {})
     return templates.TemplateResponse(request, name, values, status_code=status_code)
