@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import inbound_cmds, mail_cmds, setup_cmds
+from bridge.cli import api_cmds, inbound_cmds, mail_cmds, setup_cmds, webhook_cmds
 from bridge.cli.common import BridgeGroup
 
 
@@ -14,13 +14,14 @@ def cli() -> None:
     """replybridge: mail between recruiting software and candidates, from numbered per-employee addresses."""
 
 
-for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS, *inbound_cmds.COMMANDS):
+for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS, *inbound_cmds.COMMANDS, *api_cmds.COMMANDS,
+                *webhook_cmds.COMMANDS):
     cli.add_command(command)
 
 
 @cli.command()
 def serve() -> None:
-    """Run the worker (send queue, Sent folder appends) until stopped."""
+    """Run the SMTP receiver, IMAP pollers, worker and web pages until stopped."""
     from bridge.serve import serve as run
     run()
 
