@@ -19,6 +19,7 @@ from bridge.errors import InputError
 from models import Alias, Conversation, DeliveryAttempt, Employee, OutboundMessage, SmtpAccount, utcnow
 from routing.message_ids import child_thread_index, make_message_id, new_thread_index
 
+STATUSES = ("queued", "sending", "sent", "deferred", "undeliverable", "not_sent")  # of a Mail Log entry
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 NO_ACCOUNT = ("no SMTP account: the alias has none and there is no database-wide account")
 NO_ACCOUNT_HINT = ("Give the alias an SMTP account (replybridge alias add ... --smtp NAME) or add a database-wide "

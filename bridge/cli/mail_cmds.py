@@ -16,7 +16,7 @@ from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
 from models import DeliveryAttempt, OutboundMessage, utcnow
 
-STATUSES = ("queued", "sending", "sent", "deferred", "undeliverable", "not_sent")
+STATUSES = outbound.STATUSES
 
 
 def _read_text(path: str | None, what: str) -> str | None:

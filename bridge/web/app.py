@@ -22,7 +22,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from bridge import secrets
 from bridge.errors import NotFound
 from bridge.web import auth
-from bridge.web.templating import templates
+from bridge.web.templating import open_unassigned, templates
+from models.db import session_scope
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -85,9 +86,18 @@ def create_app(engine: Engine) -> FastAPI:
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
-    return templates.TemplateResponse(request, "error.html", {"title": title, "detail": detail,
-                                                              "me": getattr(request.state, "employee", None),
-                                                              "unassigned_count": None, "csrf_token": ""},
+    """The page for 403/404 and refused forms, in a session of its own (the request's was rolled back)."""
+    me = getattr(request.state, "employee", None)
+    count = None
+    if me is not None:
+        try:
+            with session_scope(request.app.state.engine) as session:
+                count = open_unassigned(session)
+        except Exception:  # noqa: BLE001 - the error page must render even when the database does not answer
+            count = "?"
+    return templates.TemplateResponse(request, "error.html", {"title": title, "detail": detail, "me": me,
+                                                              "unassigned_count": count,
+                                                              "csrf_token": auth.csrf_token(request)},
                                       status_code=status)
 
 

@@ -65,6 +65,18 @@ async def check_csrf(request: Request) -> None:
         raise CsrfRejected()
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """What the page frame shows of the signed-in employee; plain values, so an error page rendered after
+    a rolled-back transaction can still show them."""
+
+    id: int
+    number: int
+    name: str
+    email: str
+    admin: bool
+
+
 def current_employee(request: Request, session: Session = Depends(db)) -> Employee:
     """The signed-in, active employee; else a redirect to the sign-in page."""
     uid = request.session.get("uid")
@@ -72,7 +84,7 @@ def current_employee(request: Request, session: Session = Depends(db)) -> Employ
     if employee is None or not employee.active or request.session.get("pw") != fingerprint(employee):
         request.session.pop("uid", None)
         raise SignInRequired()
-    request.state.employee = employee
+    request.state.employee = SignedIn(employee.id, employee.number, employee.name, employee.email, employee.admin)
     return employee
 
 
