@@ -1,12 +1,17 @@
-"""Employees, SMTP accounts, IMAP servers and aliases: creation with validation, and look-ups.
+"""Employees, SMTP accounts, IMAP servers and aliases: creation and editing with validation, and look-ups.
 
-Shared by the CLI and (later) the admin pages, so a bad port or a duplicate description gets the
-same clear error everywhere, and nothing is stored until every field is valid.
+Shared by the CLI and the admin pages, so a bad port or a duplicate description gets the same clear
+error everywhere, and nothing is stored until every field is valid. Each error names the field it is
+about (FieldError), so a form can show it beside that field; the CLI prints it as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -14,8 +19,21 @@ from sqlmodel import Session, select
 from bridge import secrets
 from bridge.compose import check_address, refuse_line_breaks
 from bridge.connections import SECURITY_MODES
-from bridge.errors import InputError, NotFound
+from bridge.errors import FieldError, InputError, NotFound
 from models import Alias, Employee, ImapServer, SmtpAccount
+
+T = TypeVar("T")
+
+
+@contextmanager
+def about(field: str) -> Iterator[None]:
+    """An InputError raised inside is about `field` (the form field, named like the CLI option)."""
+    try:
+        yield
+    except FieldError:
+        raise
+    except InputError as err:
+        raise FieldError(field, str(err)) from None
 
 
 def _port(port: int) -> int:
@@ -53,6 +71,12 @@ def _name(value: str, what: str) -> str:
     return value
 
 
+def _ca_file(path: str | None) -> str | None:
+    if path and not Path(path).is_file():
+        raise InputError(f"CA file {path!r} does not exist or is not a file")
+    return path or None
+
+
 # --- employees -------------------------------------------------------------------------------
 
 DELIVERY_MODES = ("forward", "imap", "none")
@@ -81,11 +105,28 @@ def set_active(session: Session, number: int, active: bool) -> Employee:
 def add_employee(session: Session, number: int, name: str, email: str, *, admin: bool = False,
                  active: bool = True, delivery: str = "forward") -> Employee:
     if number < 0 or number > 999_999_999:
-        raise InputError("employee number must be between 0 and 999999999")
+        raise FieldError("number", "employee number must be between 0 and 999999999")
     if session.exec(select(Employee).where(Employee.number == number)).first():
-        raise InputError(f"employee number {number} exists already")
-    employee = Employee(number=number, name=_name(name, "name"), email=check_address(email, "email"),
-                        admin=admin, active=active, delivery=_delivery(delivery))
+        raise FieldError("number", f"employee number {number} exists already")
+    employee = Employee(number=number, active=active)
+    return _save_employee(session, employee, name, email, admin, delivery)
+
+
+def update_employee(session: Session, number: int, *, name: str, email: str, admin: bool,
+                    delivery: str) -> Employee:
+    """Edit an employee; the number stays (it is in every numbered address already sent)."""
+    return _save_employee(session, get_employee(session, number), name, email, admin, delivery)
+
+
+def _save_employee(session: Session, employee: Employee, name: str, email: str, admin: bool,
+                   delivery: str) -> Employee:
+    with about("name"):
+        name = _name(name, "name")
+    with about("email"):
+        email = check_address(email, "email")
+    with about("delivery"):
+        delivery = _delivery(delivery)
+    employee.name, employee.email, employee.admin, employee.delivery = name, email, admin, delivery
     session.add(employee)
     session.flush()
     return employee
@@ -120,26 +161,65 @@ class ServerFields:
 
     def validated(self) -> ServerFields:
         if self.password is not None and not self.username:
-            raise InputError("a password needs a --username")
+            raise FieldError("username", "a password needs a --username")
         if self.password is not None:
-            refuse_line_breaks(password=self.password)
-        return ServerFields(_name(self.name, "name"), _host(self.host), _port(self.port),
-                            _security(self.security), self.username.strip() if self.username else None,
-                            self.password, _timeout(self.timeout), self.ca_file)
+            with about("password"):
+                refuse_line_breaks(password=self.password)
+        with about("name"):
+            name = _name(self.name, "name")
+        with about("host"):
+            host = _host(self.host)
+        with about("port"):
+            port = _port(self.port)
+        with about("security"):
+            security = _security(self.security)
+        with about("timeout"):
+            timeout = _timeout(self.timeout)
+        with about("ca_file"):
+            ca_file = _ca_file(self.ca_file)
+        return ServerFields(name, host, port, security, self.username.strip() if self.username else None,
+                            self.password, timeout, ca_file)
+
+
+def _unique_name(session: Session, model: type[SmtpAccount] | type[ImapServer], name: str, own_id: int | None,
+                 what: str) -> None:
+    query = select(model).where(model.name == name)
+    if own_id is not None:
+        query = query.where(model.id != own_id)
+    if session.exec(query).first():
+        raise FieldError("name", f"{what} named {name!r} exists already")
 
 
 def add_smtp(session: Session, fields: ServerFields, *, is_default: bool = False,
              provider_files_sent: bool = False) -> SmtpAccount:
+    return _save_smtp(session, SmtpAccount(), fields, is_default, provider_files_sent)
+
+
+def update_smtp(session: Session, account_id: int, fields: ServerFields, *, is_default: bool,
+                provider_files_sent: bool) -> SmtpAccount:
+    """Edit an account. No password (None) keeps the stored one: forms never show it, so empty means
+    unchanged; without a username the stored password goes too (it could never be used)."""
+    return _save_smtp(session, smtp_by_id(session, account_id), fields, is_default, provider_files_sent)
+
+
+def _save_smtp(session: Session, account: SmtpAccount, fields: ServerFields, is_default: bool,
+               provider_files_sent: bool) -> SmtpAccount:
     f = fields.validated()
-    if session.exec(select(SmtpAccount).where(SmtpAccount.name == f.name)).first():
-        raise InputError(f"an SMTP account named {f.name!r} exists already")
+    _unique_name(session, SmtpAccount, f.name, account.id, "an SMTP account")
     if is_default:
-        for other in session.exec(select(SmtpAccount).where(SmtpAccount.is_default)):
+        others = select(SmtpAccount).where(SmtpAccount.is_default)
+        if account.id is not None:
+            others = others.where(SmtpAccount.id != account.id)
+        for other in session.exec(others):
             other.is_default = False
             session.add(other)
-    account = SmtpAccount(name=f.name, host=f.host, port=f.port, security=f.security, username=f.username,
-                          secret=secrets.encrypt(f.password) if f.password else None, timeout=f.timeout,
-                          ca_file=f.ca_file, is_default=is_default, provider_files_sent=provider_files_sent)
+    if f.password:
+        account.secret = secrets.encrypt(f.password)
+    elif not f.username or account.id is None:
+        account.secret = None
+    account.name, account.host, account.port, account.security = f.name, f.host, f.port, f.security
+    account.username, account.timeout, account.ca_file = f.username, f.timeout, f.ca_file
+    account.is_default, account.provider_files_sent = is_default, provider_files_sent
     session.add(account)
     session.flush()
     return account
@@ -152,7 +232,8 @@ SENT_NAMES = ("sent", "sent items", "sent messages", "sent mail", "[gmail]/sent 
 
 def _refuse_self_loop(sent_folder: str, poll_folder: str | None) -> None:
     if poll_folder and (poll_folder.lower() in SENT_NAMES or poll_folder == sent_folder):
-        raise InputError(f"the poll folder {poll_folder!r} is a Sent folder: polling it would take the bridge's own "
+        raise FieldError("poll_folder",
+                         f"the poll folder {poll_folder!r} is a Sent folder: polling it would take the bridge's own "
                          "sent mail in as replies; poll the mailbox numbered addresses are delivered to (e.g. INBOX)")
 
 
@@ -162,24 +243,42 @@ def _poll_after(value: str) -> str:
     try:
         AfterFetch.parse(value)
     except ValueError as err:
-        raise InputError(str(err)) from None
+        raise FieldError("poll_after", str(err)) from None
     return value
 
 
 def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto",
              poll_folder: str | None = None, poll_after: str = "seen") -> ImapServer:
+    return _save_imap(session, ImapServer(), fields, sent_folder, poll_folder, poll_after)
+
+
+def update_imap(session: Session, server_id: int, fields: ServerFields, *, sent_folder: str,
+                poll_folder: str | None, poll_after: str) -> ImapServer:
+    """Edit a server. No password (None) keeps the stored one. A changed poll folder is watched from the
+    next start of `serve` (its watchers are started then)."""
+    return _save_imap(session, imap_by_id(session, server_id), fields, sent_folder, poll_folder, poll_after)
+
+
+def _save_imap(session: Session, server: ImapServer, fields: ServerFields, sent_folder: str,
+               poll_folder: str | None, poll_after: str) -> ImapServer:
     f = fields.validated()
+    with about("sent_folder"):
+        sent_folder = _name(sent_folder, "sent folder")
+    with about("poll_folder"):
+        poll_folder = _name(poll_folder, "poll folder") if poll_folder else None
     _refuse_self_loop(sent_folder, poll_folder)
     poll_after = _poll_after(poll_after)
-    if not f.username or f.password is None:
-        raise InputError("an IMAP server needs --username and a password (--password-stdin or --password-env)")
-    if session.exec(select(ImapServer).where(ImapServer.name == f.name)).first():
-        raise InputError(f"an IMAP server named {f.name!r} exists already")
-    server = ImapServer(name=f.name, host=f.host, port=f.port, security=f.security, username=f.username,
-                        secret=secrets.encrypt(f.password), timeout=f.timeout, ca_file=f.ca_file,
-                        sent_folder=_name(sent_folder, "sent folder"),
-                        poll_folder=_name(poll_folder, "poll folder") if poll_folder else None,
-                        poll_after=poll_after)
+    needs = "an IMAP server needs --username and a password (--password-stdin or --password-env)"
+    if not f.username:
+        raise FieldError("username", needs)
+    if f.password is None and server.secret is None:
+        raise FieldError("password", needs)
+    _unique_name(session, ImapServer, f.name, server.id, "an IMAP server")
+    if f.password is not None:
+        server.secret = secrets.encrypt(f.password)
+    server.name, server.host, server.port, server.security = f.name, f.host, f.port, f.security
+    server.username, server.timeout, server.ca_file = f.username, f.timeout, f.ca_file
+    server.sent_folder, server.poll_folder, server.poll_after = sent_folder, poll_folder, poll_after
     session.add(server)
     session.flush()
     return server
@@ -199,6 +298,20 @@ def get_imap(session: Session, name: str) -> ImapServer:
     return server
 
 
+def smtp_by_id(session: Session, account_id: int) -> SmtpAccount:
+    account = session.get(SmtpAccount, account_id)
+    if account is None:
+        raise NotFound(f"no SMTP account with id {account_id}")
+    return account
+
+
+def imap_by_id(session: Session, server_id: int) -> ImapServer:
+    server = session.get(ImapServer, server_id)
+    if server is None:
+        raise NotFound(f"no IMAP server with id {server_id}")
+    return server
+
+
 def default_smtp(session: Session) -> SmtpAccount | None:
     """The database-wide account for automated mail and aliases without their own."""
     return session.exec(select(SmtpAccount).where(SmtpAccount.is_default)).first()
@@ -206,24 +319,71 @@ def default_smtp(session: Session) -> SmtpAccount | None:
 
 # --- aliases -----------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class AliasFields:
+    """What an alias is made of, as the CLI options and the form give it (accounts by name)."""
+
+    employee_number: int
+    description: str
+    display_name: str
+    from_address: str
+    reply_to: str | None = None
+    smtp: str | None = None
+    imap: str | None = None
+    is_default: bool = False
+    delay_ms: int = 0
+
+
 def add_alias(session: Session, *, employee_number: int, description: str, display_name: str,
               from_address: str, reply_to: str | None = None, smtp: str | None = None,
               imap: str | None = None, is_default: bool = False, delay_ms: int = 0) -> Alias:
-    employee = get_employee(session, employee_number)
-    description = _name(description, "description")
-    if session.exec(select(Alias).where(func.lower(Alias.description) == description.lower())).first():
-        raise InputError(f"an alias described {description!r} exists already")
-    if delay_ms < 0 or delay_ms > 3_600_000:
-        raise InputError("delay between emails must be between 0 and 3600000 ms")
-    alias = Alias(employee_id=employee.id, description=description,
-                  display_name=_name(display_name, "display name"),
-                  from_address=check_address(from_address, "from address"),
-                  reply_to=check_address(reply_to, "reply-to address") if reply_to else None,
-                  smtp_account_id=get_smtp(session, smtp).id if smtp else None,
-                  imap_server_id=get_imap(session, imap).id if imap else None,
-                  delay_ms=delay_ms)
-    existing = session.exec(select(Alias).where(Alias.employee_id == employee.id)).all()
-    alias.is_default = is_default or not existing
+    fields = AliasFields(employee_number, description, display_name, from_address, reply_to, smtp, imap,
+                         is_default, delay_ms)
+    return _save_alias(session, Alias(), fields)
+
+
+def update_alias(session: Session, alias_id: int, fields: AliasFields) -> Alias:
+    alias = session.get(Alias, alias_id)
+    if alias is None:
+        raise NotFound(f"no alias with id {alias_id}")
+    return _save_alias(session, alias, fields)
+
+
+def _found(field: str, lookup: Callable[[], T]) -> T:
+    """A look-up by a name the user gave: a miss is about that field (the CLI prints it the same)."""
+    try:
+        return lookup()
+    except NotFound as err:
+        raise FieldError(field, str(err)) from None
+
+
+def _save_alias(session: Session, alias: Alias, f: AliasFields) -> Alias:
+    employee = _found("employee", lambda: get_employee(session, f.employee_number))
+    with about("description"):
+        description = _name(f.description, "description")
+    same = select(Alias).where(func.lower(Alias.description) == description.lower())
+    if alias.id is not None:
+        same = same.where(Alias.id != alias.id)
+    if session.exec(same).first():
+        raise FieldError("description", f"an alias described {description!r} exists already")
+    if f.delay_ms < 0 or f.delay_ms > 3_600_000:
+        raise FieldError("delay_ms", "delay between emails must be between 0 and 3600000 ms")
+    with about("display_name"):
+        display_name = _name(f.display_name, "display name")
+    with about("from_address"):
+        from_address = check_address(f.from_address, "from address")
+    with about("reply_to"):
+        reply_to = check_address(f.reply_to, "reply-to address") if f.reply_to else None
+    smtp_id = _found("smtp", lambda: get_smtp(session, f.smtp).id) if f.smtp else None
+    imap_id = _found("imap", lambda: get_imap(session, f.imap).id) if f.imap else None
+    alias.employee_id, alias.description, alias.display_name = employee.id, description, display_name
+    alias.from_address, alias.reply_to, alias.delay_ms = from_address, reply_to, f.delay_ms
+    alias.smtp_account_id, alias.imap_server_id = smtp_id, imap_id
+    others = select(Alias).where(Alias.employee_id == employee.id)
+    if alias.id is not None:
+        others = others.where(Alias.id != alias.id)
+    existing = session.exec(others).all()
+    alias.is_default = f.is_default or not existing
     if alias.is_default:
         for other in existing:
             other.is_default = False

@@ -15,3 +15,11 @@ class NotFound(BridgeError):
 
 class ConfigError(BridgeError):
     """The set-up is incomplete: a setting, key or account is missing."""
+
+
+class FieldError(InputError):
+    """Bad input in one named field: the CLI prints it like any InputError, a form shows it beside the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
