@@ -1,0 +1,69 @@
+"""The CLI's JSON objects for a whole page of rows, with one query per related table instead of per row.
+
+`bridge.triage.inbound_json` and `bridge.outbound.log_json` look up the employee, the candidate and a
+forward's status row by row: right for one object, a query storm for a page of 200. Here the
+employees and candidates of the page are loaded in one query each (the session's identity map then
+answers `session.get`), and the forwards' statuses in one more. `inbound_items` builds the same
+object as `inbound_json` (tests/test_api.py compares the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import Session, select
+
+from bridge import outbound
+from models import Candidate, Employee, InboundMessage, OutboundMessage
+
+
+def _load_employees(session: Session, ids: set[int | None]) -> dict[int, Employee]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {e.id: e for e in session.exec(select(Employee).where(Employee.id.in_(wanted))).all()}
+
+
+def _forward_states(session: Session, rows: Sequence[InboundMessage]) -> dict[int, str]:
+    """`bridge.delivery.state` for the rows whose forward sits in the Mail Log, in one query."""
+    queued = [r.id for r in rows if r.delivery == "queued"]
+    if not queued:
+        return {}
+    found = session.exec(select(OutboundMessage.inbound_id, OutboundMessage.status).where(
+        OutboundMessage.inbound_id.in_(queued), OutboundMessage.purpose == "forward")
+        .order_by(OutboundMessage.id)).all()
+    states: dict[int, str] = {}
+    for inbound_id, status in found:
+        states.setdefault(inbound_id, f"forward {status}")
+    return states
+
+
+def inbound_items(session: Session, rows: Sequence[InboundMessage]) -> list[dict[str, object]]:
+    employees = _load_employees(session, {r.employee_id for r in rows})
+    wanted = {r.candidate_id for r in rows if r.candidate_id is not None}
+    candidates = {c.id: c for c in session.exec(select(Candidate).where(Candidate.id.in_(wanted))).all()} \
+        if wanted else {}
+    forwards = _forward_states(session, rows)
+    items = []
+    for m in rows:
+        employee = employees.get(m.employee_id) if m.employee_id else None
+        candidate = candidates.get(m.candidate_id) if m.candidate_id else None
+        state = m.delivery if m.delivery != "queued" else forwards.get(m.id, "queued")
+        items.append({
+            "id": m.id, "message_id": m.message_id, "from": m.from_addr, "from_name": m.from_name,
+            "subject": m.subject, "received_at": m.received_at.isoformat(), "source": m.source, "kind": m.kind,
+            "route": m.route, "employee_number": employee.number if employee else None,
+            "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
+            "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
+            "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
+            "delivery": state, "delivery_error": m.delivery_error,
+        })
+    return items
+
+
+def mail_items(session: Session, rows: Sequence[OutboundMessage]) -> list[dict[str, object]]:
+    """`log_json` per row; its `session.get(Employee, ...)` is answered from the identity map."""
+    loaded = _load_employees(session, {r.employee_id for r in rows})  # held: the identity map keeps weak references
+    items = [outbound.log_json(session, m) for m in rows]
+    del loaded
+    return items
