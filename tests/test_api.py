@@ -213,6 +213,10 @@ def test_listing_pages_newest_first_with_a_cursor(web_both: Served, limit: int) 
     dismissed = unassigned.pop(2)
     b.run("unassigned", "dismiss", str(dismissed))
     admin, ana = make_token(b, "ats", "--admin"), make_token(b, "ana", "--employee", "1042")
+    tied = unassigned[2:5]  # three arrivals in the same microsecond, across a page boundary: id decides
+    with b.engine().begin() as conn:
+        conn.execute(text("UPDATE inbound_message SET received_at = (SELECT received_at FROM inbound_message "
+                          f"WHERE id = {tied[1]}) WHERE id IN ({', '.join(map(str, tied))})"))
 
     def walk(token: str, **query: object) -> list[list[int]]:
         pages, cursor = [], None

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, tuple_
 from sqlmodel import Session, select
 
 from bridge import accounts, message_content, triage
@@ -59,7 +59,8 @@ def list_messages(
         query = query.where(m.employee_id == _employee_id(session, p, employee))
     if cursor:
         at, after = paging.message_position(cursor)
-        query = query.where(or_(m.received_at < at, and_(m.received_at == at, m.id < after)))
+        # a row-value comparison: the index ix_inbound_message_inbox (route, triage, received_at, id) seeks to it
+        query = query.where(tuple_(m.received_at, m.id) < tuple_(at, after))
     rows = session.exec(query.order_by(m.received_at.desc(), m.id.desc()).limit(limit + 1)).all()
     page = rows[:limit]
     more = len(rows) > limit
