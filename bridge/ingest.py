@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bridge import acknowledge, conversations, delivery, portal, secrets
+from bridge import acknowledge, conversations, delivery, portal, secrets, webhooks
 from bridge.diagnosis import Endpoint, Failure, diagnose
 from bridge.directory import DatabaseDirectory
 from bridge.parse import Parsed, dedup_key, parse
@@ -132,10 +132,13 @@ def _apply_bounce(session: Session, row: InboundMessage, info: BounceInfo | None
     row.outbound_id = original.id
     if not info.permanent and info.reason != "expired":
         return f"delayed delivery notice ({what}) for Mail Log #{original.id}; it stays deliverable"
+    was = original.status
     original.status = "undeliverable"
     original.last_reply = f"bounce: {info.status or ''} {info.diagnostic or info.reason}".strip()[:1000]
     original.hint = bounce_hint(info)
     session.add(original)
+    if was != "undeliverable":  # webhooks: the ATS hears of it once, in this transaction
+        webhooks.emit_outbound(session, "outbound.undeliverable", original)
     return f"bounce ({what}) marked Mail Log #{original.id} undeliverable"
 
 
@@ -184,6 +187,7 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         if not probe:  # a `test loop` probe is never delivered or answered
             acknowledge.maybe_acknowledge(session, row, outcome.parsed.headers, settings)
             delivery.plan(session, row, settings)
+            webhooks.emit_inbound(session, "message.routed", row)  # webhooks: after the plan, so data shows it
         return row
 
 

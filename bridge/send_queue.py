@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge import portal
+from bridge import portal, webhooks
 from bridge.diagnosis import Diagnosis, Failure
 from bridge.outbound import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
 from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
@@ -118,6 +118,7 @@ def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
             sent_folder_next_at=now))
         session.add(DeliveryAttempt(outbound_id=claimed.id, number=claimed.attempts + 1, at=now,
                                     smtp_account=account, outcome="sent", code=code, reply=reply))
+        webhooks.emit_outbound(session, "outbound.sent", claimed.id)
 
 
 def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis: Diagnosis) -> str:
@@ -142,6 +143,8 @@ def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis
         session.add(DeliveryAttempt(outbound_id=message.id, number=message.attempts, at=now,
                                     smtp_account=message.smtp_account, outcome=message.status,
                                     code=failure.code, reply=failure.reply(), hint=hint))
+        if message.status == "undeliverable":
+            webhooks.emit_outbound(session, "outbound.undeliverable", message)
         return message.status
 
 

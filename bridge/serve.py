@@ -1,6 +1,7 @@
 """`replybridge serve`: the SMTP receiver, the IMAP pollers, the worker and the web pages, until SIGINT or SIGTERM.
 
-The worker runs on an APScheduler interval (never two runs at once); the receiver has its own
+The worker runs on an APScheduler interval (never two runs at once), and webhook deliveries on one
+of their own (a slow receiver never holds up routing or sending); the receiver has its own
 event-loop thread and only stores; routing runs in a process of its own; each polled IMAP folder
 has a watcher thread. Shutdown stops taking mail first, then lets the current work finish.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from bridge import routing_process, worker
+from bridge import routing_process, webhooks, worker
 from bridge.cli.common import engine
 from bridge.errors import ConfigError
 from bridge.smtp_receiver import Receiver, ReceiverConfig
@@ -69,13 +70,21 @@ class WebServer:
 def _safe_run(eng: Engine) -> None:
     """One worker run; an error is logged and the next run tries again (the queue keeps the work)."""
     try:
-        report = worker.run_once(eng)
+        report = worker.run_once(eng, deliver_webhooks=False)  # _safe_deliver does them
     except Exception:  # noqa: BLE001 - the service must outlive one failed run
         log.exception("worker run failed; retrying at the next interval")
         return
     if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed or report.routed:
         log.info("worker: routed %s, sent %s, deferred %s, undeliverable %s, not sent %s, filed %s", report.routed,
                  report.sent, report.deferred, report.undeliverable, report.not_sent, report.filed)
+
+
+def _safe_deliver(eng: Engine) -> None:
+    """One pass over the due webhook deliveries; an error is logged and the next pass tries again."""
+    try:
+        webhooks.deliver_due(eng)
+    except Exception:  # noqa: BLE001 - the service must outlive one failed pass
+        log.exception("webhook delivery pass failed; retrying at the next interval")
 
 
 def _until_signalled(stop: threading.Event) -> None:
@@ -88,6 +97,8 @@ def _scheduler(eng: Engine, interval: float) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(_safe_run, "interval", seconds=interval, args=[eng], max_instances=1, coalesce=True,
                       id="worker", next_run_time=dt.datetime.now(dt.UTC))
+    scheduler.add_job(_safe_deliver, "interval", seconds=interval, args=[eng], max_instances=1, coalesce=True,
+                      id="webhooks", next_run_time=dt.datetime.now(dt.UTC))
     return scheduler
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bridge import accounts, delivery
+from bridge import accounts, delivery, webhooks
 from bridge.conversations import link
 from bridge.errors import InputError, NotFound
 from bridge.ingest import process
@@ -41,6 +41,7 @@ def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMe
         row.candidate_id, row.conversation_id = candidate.id, conversation.id
     session.add(row)
     delivery.plan(session, row)
+    webhooks.emit_inbound(session, "message.assigned", row)
     return row
 
 

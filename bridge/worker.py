@@ -1,7 +1,8 @@
-"""The worker: send what is due, then file sent mail in Sent folders.
+"""The worker: send what is due, then file sent mail in Sent folders, then deliver webhooks.
 
 `run_once` does all work due now, waiting out alias rate limits (they are not retries), and
-leaves retries that are not yet due queued. `serve` calls it on a schedule.
+leaves retries that are not yet due queued. `serve` calls it on a schedule, and delivers webhooks
+in a job of their own so a slow receiver never holds up sending.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from bridge import delivery, ingest, send_queue, sent_folder
+from bridge import delivery, ingest, send_queue, sent_folder, webhooks
 from bridge.connections import StageError, endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import ConfigError
@@ -34,6 +35,7 @@ class RunReport:
     filed: int = 0
     routed: int = 0
     delivered: int = 0
+    webhooks: int = 0  # webhook deliveries the receivers accepted
     events: list[str] = field(default_factory=list)
 
 
@@ -88,11 +90,15 @@ def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None
     return report
 
 
-def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None) -> RunReport:
-    """All work due now: stored messages not yet routed, the send queue, then the Sent-folder appends."""
+def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None,
+             deliver_webhooks: bool = True) -> RunReport:
+    """All work due now: stored messages not yet routed, the send queue, the Sent-folder appends, then
+    the webhooks (last, so the events of this run go out too; `serve` runs them in their own job)."""
     routed = ingest.finish_unrouted(engine)
     report = send_due(engine, progress)
     report.routed = routed
     report.filed = sent_folder.run(engine)
     report.delivered = delivery.run(engine)
+    if deliver_webhooks:
+        report.webhooks = webhooks.deliver_due(engine)
     return report
