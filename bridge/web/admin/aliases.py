@@ -1,0 +1,108 @@
+"""/admin/aliases: employees' sending identities, with their SMTP account and linked IMAP server."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session, select
+
+from bridge import accounts
+from bridge.errors import InputError, NotFound
+from bridge.web import auth
+from bridge.web.admin import forms
+from bridge.web.deps import db
+from bridge.web.templating import flash, render
+from models import Alias, Employee, ImapServer, SmtpAccount
+
+router = forms.admin_router()
+NEW = {"delay_ms": "0"}
+
+
+def values_of(session: Session, a: Alias) -> dict[str, str]:
+    shown = accounts.alias_json(session, a)
+    return {"employee": str(shown["employee_number"]), "description": a.description, "display_name": a.display_name,
+            "from_address": a.from_address, "reply_to": a.reply_to or "", "smtp": str(shown["smtp"] or ""),
+            "imap": str(shown["imap"] or ""), "is_default": "1" if a.is_default else "", "delay_ms": str(a.delay_ms)}
+
+
+def _fields(values: dict[str, str]) -> accounts.AliasFields:
+    return accounts.AliasFields(
+        employee_number=forms.integer(values, "employee", "employee number"),
+        description=forms.text(values, "description"), display_name=forms.text(values, "display_name"),
+        from_address=forms.text(values, "from_address"), reply_to=forms.optional(values, "reply_to"),
+        smtp=forms.optional(values, "smtp"), imap=forms.optional(values, "imap"),
+        is_default=forms.checked(values, "is_default"), delay_ms=forms.integer(values, "delay_ms", "delay"))
+
+
+def _choices(session: Session) -> dict[str, object]:
+    """The selects: employees by number, the database-wide account or a named one, no IMAP server or one."""
+    employees = session.exec(select(Employee).order_by(Employee.number)).all()
+    smtp = session.exec(select(SmtpAccount.name).order_by(SmtpAccount.name)).all()
+    imap = session.exec(select(ImapServer.name).order_by(ImapServer.name)).all()
+    return {"employee_options": [(str(e.number), f"{e.number} {e.name}") for e in employees],
+            "smtp_options": [("", "Database-wide account"), *((n, n) for n in smtp)],
+            "imap_options": [("", "None"), *((n, n) for n in imap)]}
+
+
+def _list(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
+          status_code: int = 200) -> Response:
+    rows = [(a.id, accounts.alias_json(session, a)) for a in session.exec(select(Alias).order_by(Alias.description))]
+    return render(request, session, "admin/aliases.html",
+                  {"title": "Aliases", "rows": rows, "values": values, "errors": errors, **_choices(session)},
+                  status_code=status_code)
+
+
+def _alias(session: Session, alias_id: int) -> Alias:
+    alias = session.get(Alias, alias_id)
+    if alias is None:
+        raise NotFound(f"no alias with id {alias_id}")
+    return alias
+
+
+def _edit(request: Request, session: Session, alias: Alias, values: dict[str, str] | None = None,
+          errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
+    return render(request, session, "admin/alias_edit.html",
+                  {"title": f"Alias {alias.description}", "alias": alias,
+                   "values": values_of(session, alias) if values is None else values, "errors": errors or {},
+                   **_choices(session)}, status_code=status_code)
+
+
+@router.get("/aliases")
+def alias_list(request: Request, session: Session = Depends(db)) -> Response:
+    return _list(request, session, dict(NEW), {})
+
+
+@router.post("/aliases", dependencies=[Depends(auth.check_csrf)])
+def alias_add(request: Request, values: dict[str, str] = Depends(forms.form_values),
+              session: Session = Depends(db)) -> Response:
+    try:
+        f = _fields(values)
+        alias = accounts.add_alias(session, employee_number=f.employee_number, description=f.description,
+                                   display_name=f.display_name, from_address=f.from_address, reply_to=f.reply_to,
+                                   smtp=f.smtp, imap=f.imap, is_default=f.is_default, delay_ms=f.delay_ms)
+    except InputError as err:
+        return _list(request, session, forms.kept(values), forms.refused(session, err), status_code=422)
+    description = alias.description
+    session.commit()
+    flash(request, f"Alias {description!r} added")
+    return RedirectResponse("/admin/aliases", status_code=303)
+
+
+@router.get("/aliases/{alias_id}")
+def alias_edit(request: Request, alias_id: int, session: Session = Depends(db)) -> Response:
+    return _edit(request, session, _alias(session, alias_id))
+
+
+@router.post("/aliases/{alias_id}", dependencies=[Depends(auth.check_csrf)])
+def alias_update(request: Request, alias_id: int, values: dict[str, str] = Depends(forms.form_values),
+                 session: Session = Depends(db)) -> Response:
+    alias = _alias(session, alias_id)
+    try:
+        accounts.update_alias(session, alias_id, _fields(values))
+    except InputError as err:
+        errors = forms.refused(session, err)
+        return _edit(request, session, alias, forms.kept(values), errors, status_code=422)
+    description = alias.description
+    session.commit()
+    flash(request, f"Alias {description!r} saved")
+    return RedirectResponse(f"/admin/aliases/{alias_id}", status_code=303)

@@ -1,0 +1,98 @@
+"""/admin/imap: IMAP servers (Sent folder, inbound polling), listed, added, edited and tried."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session, select
+
+from bridge import accounts
+from bridge.connection_test import check_imap
+from bridge.connections import SECURITY_MODES
+from bridge.errors import InputError
+from bridge.web import auth
+from bridge.web.admin import forms
+from bridge.web.admin.smtp import server_fields
+from bridge.web.deps import db
+from bridge.web.templating import flash, render
+from models import ImapServer
+
+router = forms.admin_router()
+NEW = {"port": "993", "security": "ssl", "timeout": "30", "sent_folder": "auto", "poll_after": "seen"}
+
+
+def values_of(s: ImapServer) -> dict[str, str]:
+    """A server as its edit form shows it (the password is never among them)."""
+    return {"name": s.name, "host": s.host, "port": str(s.port), "security": s.security, "username": s.username,
+            "timeout": forms.seconds(s.timeout), "ca_file": s.ca_file or "", "sent_folder": s.sent_folder,
+            "poll_folder": s.poll_folder or "", "poll_after": s.poll_after}
+
+
+def _options(values: dict[str, str]) -> dict[str, object]:
+    return {"sent_folder": forms.text(values, "sent_folder") or "auto",
+            "poll_folder": forms.optional(values, "poll_folder"),
+            "poll_after": forms.text(values, "poll_after") or "seen"}
+
+
+def _list(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
+          status_code: int = 200) -> Response:
+    rows = session.exec(select(ImapServer).order_by(ImapServer.name)).all()
+    return render(request, session, "admin/imap.html",
+                  {"title": "IMAP servers", "rows": rows, "values": values, "errors": errors,
+                   "modes": [(m, m) for m in SECURITY_MODES]}, status_code=status_code)
+
+
+def _edit(request: Request, session: Session, server: ImapServer, values: dict[str, str] | None = None,
+          errors: dict[str, str] | None = None, report: list[str] | None = None, ok: bool = True,
+          status_code: int = 200) -> Response:
+    return render(request, session, "admin/imap_edit.html",
+                  {"title": f"IMAP server {server.name}", "server": server,
+                   "values": values_of(server) if values is None else values, "errors": errors or {},
+                   "report": report, "ok": ok, "modes": [(m, m) for m in SECURITY_MODES]},
+                  status_code=status_code)
+
+
+@router.get("/imap")
+def imap_list(request: Request, session: Session = Depends(db)) -> Response:
+    return _list(request, session, dict(NEW), {})
+
+
+@router.post("/imap", dependencies=[Depends(auth.check_csrf)])
+def imap_add(request: Request, values: dict[str, str] = Depends(forms.form_values),
+             session: Session = Depends(db)) -> Response:
+    try:
+        server = accounts.add_imap(session, server_fields(values), **_options(values))
+    except InputError as err:
+        return _list(request, session, forms.kept(values), forms.refused(session, err), status_code=422)
+    name = server.name
+    session.commit()
+    flash(request, f"IMAP server {name!r} added")
+    return RedirectResponse("/admin/imap", status_code=303)
+
+
+@router.get("/imap/{server_id}")
+def imap_edit(request: Request, server_id: int, session: Session = Depends(db)) -> Response:
+    return _edit(request, session, accounts.imap_by_id(session, server_id))
+
+
+@router.post("/imap/{server_id}", dependencies=[Depends(auth.check_csrf)])
+def imap_update(request: Request, server_id: int, values: dict[str, str] = Depends(forms.form_values),
+                session: Session = Depends(db)) -> Response:
+    server = accounts.imap_by_id(session, server_id)
+    try:
+        accounts.update_imap(session, server_id, server_fields(values), **_options(values))
+    except InputError as err:
+        errors = forms.refused(session, err)
+        return _edit(request, session, server, forms.kept(values), errors, status_code=422)
+    name = server.name
+    session.commit()
+    flash(request, f"IMAP server {name!r} saved")
+    return RedirectResponse(f"/admin/imap/{server_id}", status_code=303)
+
+
+@router.post("/imap/{server_id}/test", dependencies=[Depends(auth.check_csrf)])
+def imap_test(request: Request, server_id: int, session: Session = Depends(db)) -> Response:
+    """Connect, TLS, LOGIN, find the Sent (and poll) folder; the page shows the CLI's lines."""
+    server = accounts.imap_by_id(session, server_id)
+    report = check_imap(server)
+    return _edit(request, session, server, report=report.lines(), ok=report.ok)
