@@ -3,6 +3,7 @@ dismiss (kept, restorable), restore, and route stored messages again after a con
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -21,19 +22,25 @@ def get_inbound(session: Session, inbound_id: int) -> InboundMessage:
     return row
 
 
-def _open(session: Session, inbound_id: int) -> InboundMessage:
+def _open(session: Session, inbound_id: int, becomes: str) -> InboundMessage:
+    """The open unassigned message, claimed for this change by a conditional UPDATE: of two people
+    assigning or dismissing it at once, one wins and the other is told (on SQLite and PostgreSQL)."""
     row = get_inbound(session, inbound_id)
-    if row.route != "unassigned" or row.triage != "open":
+    claimed = session.exec(update(InboundMessage).where(
+        InboundMessage.id == inbound_id, InboundMessage.route == "unassigned", InboundMessage.triage == "open")
+        .values(triage=becomes).execution_options(synchronize_session=False)).rowcount
+    session.refresh(row)
+    if claimed != 1:
         state = row.triage if row.route == "unassigned" else f"routed to {row.route}"
         raise InputError(f"message {inbound_id} is not an open unassigned message ({state})")
     return row
 
 
 def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMessage:
-    row = _open(session, inbound_id)
     employee = accounts.get_employee(session, employee_number)
     if not employee.active:
         raise InputError(f"employee {employee_number} is inactive")
+    row = _open(session, inbound_id, "assigned")
     row.route, row.employee_id, row.triage = "employee", employee.id, "assigned"
     row.reason = f"assigned to employee {employee_number} by a person (was: {row.reason})"
     if row.from_addr:
@@ -59,10 +66,7 @@ def confirm_sender(session: Session, inbound_id: int) -> InboundMessage:
 
 
 def dismiss(session: Session, inbound_id: int) -> InboundMessage:
-    row = _open(session, inbound_id)
-    row.triage = "dismissed"
-    session.add(row)
-    return row
+    return _open(session, inbound_id, "dismissed")
 
 
 def restore(session: Session, inbound_id: int) -> InboundMessage:
@@ -86,8 +90,12 @@ def reroute(engine: Engine, ids: list[int]) -> list[InboundMessage]:
     return [process(engine, inbound_id) for inbound_id in ids]
 
 
-def inbound_json(session: Session, m: InboundMessage) -> dict[str, object]:
-    """An inbound message object as DESIGN.md's contract has it."""
+def inbound_json(session: Session, m: InboundMessage, delivery_state: str | None = None) -> dict[str, object]:
+    """An inbound message object as DESIGN.md's contract has it (the one builder of it).
+
+    Lists preload the page's employees and candidates (session.get then answers from the identity map)
+    and pass the forwards' delivery states, so a page costs a few queries, not a few per row.
+    """
     employee = session.get(Employee, m.employee_id) if m.employee_id else None
     candidate = session.get(Candidate, m.candidate_id) if m.candidate_id else None
     return {
@@ -97,5 +105,5 @@ def inbound_json(session: Session, m: InboundMessage) -> dict[str, object]:
         "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
         "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
         "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
-        "delivery": delivery.state(session, m), "delivery_error": m.delivery_error,
+        "delivery": delivery_state or delivery.state(session, m), "delivery_error": m.delivery_error,
     }

@@ -3,8 +3,7 @@
 `bridge.triage.inbound_json` and `bridge.outbound.log_json` look up the employee, the candidate and a
 forward's status row by row: right for one object, a query storm for a page of 200. Here the
 employees and candidates of the page are loaded in one query each (the session's identity map then
-answers `session.get`), and the forwards' statuses in one more. `inbound_items` builds the same
-object as `inbound_json` (tests/test_api.py compares the two).
+answers `session.get`), and the forwards' statuses in one more, handed to the same builders.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, select
 
-from bridge import outbound
+from bridge import outbound, triage
 from models import Candidate, Employee, InboundMessage, OutboundMessage
 
 
@@ -39,25 +38,14 @@ def _forward_states(session: Session, rows: Sequence[InboundMessage]) -> dict[in
 
 
 def inbound_items(session: Session, rows: Sequence[InboundMessage]) -> list[dict[str, object]]:
-    employees = _load_employees(session, {r.employee_id for r in rows})
+    """`inbound_json` per row, its look-ups answered from what was loaded for the whole page."""
+    employees = _load_employees(session, {r.employee_id for r in rows})  # held: the identity map's refs are weak
     wanted = {r.candidate_id for r in rows if r.candidate_id is not None}
-    candidates = {c.id: c for c in session.exec(select(Candidate).where(Candidate.id.in_(wanted))).all()} \
-        if wanted else {}
+    candidates = session.exec(select(Candidate).where(Candidate.id.in_(wanted))).all() if wanted else []
     forwards = _forward_states(session, rows)
-    items = []
-    for m in rows:
-        employee = employees.get(m.employee_id) if m.employee_id else None
-        candidate = candidates.get(m.candidate_id) if m.candidate_id else None
-        state = m.delivery if m.delivery != "queued" else forwards.get(m.id, "queued")
-        items.append({
-            "id": m.id, "message_id": m.message_id, "from": m.from_addr, "from_name": m.from_name,
-            "subject": m.subject, "received_at": m.received_at.isoformat(), "source": m.source, "kind": m.kind,
-            "route": m.route, "employee_number": employee.number if employee else None,
-            "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
-            "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
-            "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
-            "delivery": state, "delivery_error": m.delivery_error,
-        })
+    items = [triage.inbound_json(session, m, forwards.get(m.id, "queued") if m.delivery == "queued" else None)
+             for m in rows]
+    del employees, candidates
     return items
 
 
