@@ -106,6 +106,8 @@ def test_admin_sets_up_smtp_imap_and_alias_and_tests_the_connections(web: Served
     assert page.get_by_label("Sent folder", exact=True).input_value() == "auto"
     assert _submit(page, "Add IMAP server", "/admin/imap") == 303
     page.locator("tr", has_text="mailbox").get_by_role("button", name="Test connection").click()
+    if any("[UNAVAILABLE]" in line for line in _report(page)):  # Dovecot's own temporary auth failure (rare, load)
+        page.get_by_role("button", name="Test connection").click()
     assert _report(page)[-2:] == ["Sent folder: Sent", "Status: OK"]
 
     # an alias for employee 1042, sending through "office", linked to "mailbox"
