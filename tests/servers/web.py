@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-SCREENSHOTS = Path(os.environ.get("REPLYBRIDGE_SCREENSHOTS", "")) if os.environ.get("REPLYBRIDGE_SCREENSHOTS") else None
+# where the tests save pictures of the main pages (README's picture is one of them)
+SCREENSHOTS = Path(os.environ.get("REPLYBRIDGE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "screenshots")
 PASSWORD = "correct horse battery"  # every test user's password
 
 
@@ -163,7 +164,6 @@ def sign_in(page, served: Served, email: str, password: str = PASSWORD) -> None:
 
 
 def screenshot(page, name: str) -> None:  # noqa: ANN001
-    """Saved where REPLYBRIDGE_SCREENSHOTS points (the README's pictures come from here)."""
-    if SCREENSHOTS is not None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """A full-page picture in screenshots/ (or where REPLYBRIDGE_SCREENSHOTS points)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
