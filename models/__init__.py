@@ -10,6 +10,8 @@ from models.tables import (
     ImapFolderState,
     ImapServer,
     InboundMessage,
+    OAuthClient,
+    OAuthGrant,
     OutboundMessage,
     Setting,
     SmtpAccount,
@@ -20,6 +22,6 @@ from models.tables import (
 
 __all__ = [
     "Alias", "ApiToken", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState", "ImapServer",
-    "InboundMessage", "OutboundMessage", "Setting", "SmtpAccount", "Webhook",
+    "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting", "SmtpAccount", "Webhook",
     "WebhookDelivery", "utcnow",
 ]

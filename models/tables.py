@@ -32,6 +32,45 @@ class Employee(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
 
 
+class OAuthClient(SQLModel, table=True):
+    """An application registered with Microsoft, Google or another provider: where to get tokens."""
+
+    __tablename__ = "oauth_client"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    provider: str  # microsoft | google | generic
+    client_id: str
+    client_secret: str | None = None  # Fernet token
+    tenant: str | None = None
+    scopes: str = "[]"  # JSON list: delegated scopes (empty: the provider's preset)
+    authorize_url: str
+    token_url: str
+    device_url: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class OAuthGrant(SQLModel, table=True):
+    """The tokens of one SMTP account or IMAP server. `refreshing_until` is a lease: one refresh at a
+    time across workers and processes, because providers rotate refresh tokens and a lost race would
+    sign the account out."""
+
+    __tablename__ = "oauth_grant"
+    __table_args__ = (UniqueConstraint("account_kind", "account_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_kind: str  # smtp | imap
+    account_id: int
+    username: str | None = None  # the mailbox the tokens act for (XOAUTH2 user=)
+    refresh_token: str | None = None  # Fernet
+    access_token: str | None = None  # Fernet
+    expires_at: dt.datetime | None = None
+    state: str = "needs_sign_in"  # ok | needs_sign_in (never signed in, revoked or expired: sign in again)
+    state_reason: str | None = None
+    refreshing_until: dt.datetime | None = None
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
 class SmtpAccount(SQLModel, table=True):
     __tablename__ = "smtp_account"
 
@@ -46,6 +85,8 @@ class SmtpAccount(SQLModel, table=True):
     ca_file: str | None = None
     is_default: bool = False  # the database-wide account for automated mail
     provider_files_sent: bool = False  # the provider files SMTP-sent mail itself: skip our Sent append
+    oauth_client_id: int | None = Field(default=None, foreign_key="oauth_client.id")  # XOAUTH2 instead of a password
+    oauth_flow: str | None = None  # delegated (a person signed in) | app (client credentials)
 
 
 class ImapServer(SQLModel, table=True):
@@ -63,6 +104,8 @@ class ImapServer(SQLModel, table=True):
     sent_folder: str = "auto"  # "auto" = SPECIAL-USE \Sent, then the usual names
     poll_folder: str | None = None
     poll_after: str = "seen"  # after a fetched message is stored: seen | move:FOLDER | none
+    oauth_client_id: int | None = Field(default=None, foreign_key="oauth_client.id")
+    oauth_flow: str | None = None
 
 
 class Alias(SQLModel, table=True):
