@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import api_cmds, inbound_cmds, mail_cmds, setup_cmds, webhook_cmds
+from bridge.cli import api_cmds, inbound_cmds, mail_cmds, oauth_cmds, setup_cmds, webhook_cmds
 from bridge.cli.common import BridgeGroup
 
 
@@ -15,7 +15,7 @@ def cli() -> None:
 
 
 for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS, *inbound_cmds.COMMANDS, *api_cmds.COMMANDS,
-                *webhook_cmds.COMMANDS):
+                *webhook_cmds.COMMANDS, *oauth_cmds.COMMANDS):
     cli.add_command(command)
 
 

@@ -1,0 +1,160 @@
+"""Access tokens for XOAUTH2: refreshed before they expire, one refresh at a time per grant.
+
+Providers rotate refresh tokens: the old one stops working once the new one is issued, so two
+workers refreshing at once would leave one of them holding a dead token and sign the account out.
+A lease (`refreshing_until`, taken by a conditional UPDATE, so it holds across processes on SQLite
+and PostgreSQL) lets one refresh while the others wait for its result. A refused grant
+(`invalid_grant`) marks the account "sign in again" with the fix, and sending waits for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from authlib.integrations.base_client.errors import OAuthError
+from sqlalchemy import or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bridge import secrets
+from bridge.errors import BridgeError, ConfigError
+from bridge.oauth import providers
+from bridge.oauth.clients import configured_scopes
+from models import ImapServer, OAuthClient, OAuthGrant, SmtpAccount, utcnow
+from models.db import session_scope
+
+EARLY = dt.timedelta(seconds=60)  # refresh this long before the access token expires
+LEASE = dt.timedelta(seconds=30)  # longer than a token request takes; a dead refresher's lease runs out
+WAIT_S = 30.0
+
+
+class NeedsSignIn(BridgeError):
+    """The grant is missing, revoked or expired: a person must sign in again (nothing else helps)."""
+
+
+@dataclass(frozen=True)
+class Bearer:
+    username: str
+    access_token: secrets.Secret
+
+
+def fix_command(kind: str, name: str, provider: str) -> str:
+    """What the admin runs (or presses) to sign in again."""
+    button = {"microsoft": "Sign in with Microsoft", "google": "Sign in with Google"}.get(provider, "Sign in")
+    return f"replybridge oauth login {kind} {name} --device, or the \"{button}\" button on the account's page"
+
+
+def grant_of(session: Session, kind: str, account_id: int) -> OAuthGrant:
+    grant = session.exec(select(OAuthGrant).where(OAuthGrant.account_kind == kind,
+                                                  OAuthGrant.account_id == account_id)).first()
+    if grant is None:
+        grant = OAuthGrant(account_kind=kind, account_id=account_id)
+        session.add(grant)
+        session.flush()
+    return grant
+
+
+def store(session: Session, grant: OAuthGrant, token: dict[str, object], username: str | None = None) -> None:
+    """Keep a token response: access token, its expiry, and the (possibly rotated) refresh token."""
+    grant.access_token = secrets.encrypt(str(token["access_token"]))
+    expires_in = token.get("expires_in")
+    grant.expires_at = utcnow() + dt.timedelta(seconds=int(expires_in)) if expires_in else None
+    if token.get("refresh_token"):
+        grant.refresh_token = secrets.encrypt(str(token["refresh_token"]))
+    if username:
+        grant.username = username
+    grant.state, grant.state_reason, grant.refreshing_until, grant.updated_at = "ok", None, None, utcnow()
+    session.add(grant)
+
+
+def _account(session: Session, kind: str, account_id: int) -> SmtpAccount | ImapServer:
+    model = SmtpAccount if kind == "smtp" else ImapServer
+    account = session.get(model, account_id)
+    if account is None or account.oauth_client_id is None:
+        raise ConfigError(f"{kind} account {account_id} does not sign in with OAuth")
+    return account
+
+
+def _fresh(grant: OAuthGrant) -> bool:
+    return bool(grant.access_token) and grant.expires_at is not None and grant.expires_at - EARLY > utcnow()
+
+
+def _take_lease(engine: Engine, grant_id: int) -> bool:
+    now = utcnow()
+    with session_scope(engine) as session:
+        taken = session.exec(update(OAuthGrant).where(
+            OAuthGrant.id == grant_id, or_(OAuthGrant.refreshing_until.is_(None), OAuthGrant.refreshing_until < now))
+            .values(refreshing_until=now + LEASE)).rowcount
+    return taken == 1
+
+
+def _request_token(client: OAuthClient, grant: OAuthGrant, kind: str, flow: str) -> dict[str, object]:
+    """One token request: client credentials for app-only, else the refresh token."""
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    secret = secrets.decrypt(client.client_secret).reveal() if client.client_secret else None
+    scope = " ".join(providers.scopes(client.provider, kind, flow, configured_scopes(client)))
+    method = "client_secret_post" if secret else "none"
+    with OAuth2Client(client.client_id, secret, scope=scope, timeout=20, token_endpoint_auth_method=method) as http:
+        if flow == "app":
+            return dict(http.fetch_token(client.token_url, grant_type="client_credentials"))
+        if not grant.refresh_token:
+            raise OAuthError(error="invalid_grant", description="no refresh token: never signed in")
+        return dict(http.refresh_token(client.token_url, refresh_token=secrets.decrypt(grant.refresh_token).reveal()))
+
+
+def bearer(engine: Engine, kind: str, account_id: int) -> Bearer:
+    """A valid access token for the account, refreshing it (once, across workers) when due."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        with session_scope(engine) as session:
+            account = _account(session, kind, account_id)
+            client = session.get(OAuthClient, account.oauth_client_id)
+            flow = account.oauth_flow or "delegated"
+            grant = grant_of(session, kind, account_id)
+            name, username = account.name, account.username or grant.username or ""
+            if grant.state != "ok" and flow != "app":
+                why = grant.state_reason or "not signed in yet"
+                raise NeedsSignIn(f"the {kind} account {name!r} must be signed in again ({why}): "
+                                  f"{fix_command(kind, name, client.provider)}")
+            if _fresh(grant):
+                return Bearer(username, secrets.decrypt(grant.access_token))
+            grant_id = grant.id
+        if _take_lease(engine, grant_id):
+            return _refresh(engine, kind, account_id, grant_id)
+        if time.monotonic() > deadline:
+            raise ConfigError(f"the token of {kind} account {name!r} is being refreshed elsewhere and did not arrive")
+        time.sleep(0.2)  # another worker refreshes: its result is read on the next turn
+
+
+def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Bearer:
+    with session_scope(engine) as session:
+        account = _account(session, kind, account_id)
+        client = session.get(OAuthClient, account.oauth_client_id)
+        grant = session.get(OAuthGrant, grant_id)
+        flow = account.oauth_flow or "delegated"
+        name = account.name
+    try:
+        token = _request_token(client, grant, kind, flow)
+    except OAuthError as err:
+        refused = err.error in ("invalid_grant", "invalid_client", "unauthorized_client")
+        with session_scope(engine) as session:
+            grant = session.get(OAuthGrant, grant_id)
+            grant.refreshing_until = None
+            if refused:
+                grant.state, grant.state_reason = "needs_sign_in", f"{err.error}: {err.description or ''}".strip()
+            session.add(grant)
+        if refused:
+            raise NeedsSignIn(f"the {kind} account {name!r} must be signed in again ({err.error}): "
+                              f"{fix_command(kind, name, client.provider)}") from None
+        raise ConfigError(f"the token endpoint refused a new token for {kind} account {name!r}: {err.error}") from None
+    except Exception:
+        with session_scope(engine) as session:
+            session.exec(update(OAuthGrant).where(OAuthGrant.id == grant_id).values(refreshing_until=None))
+        raise
+    with session_scope(engine) as session:
+        grant = session.get(OAuthGrant, grant_id)
+        store(session, grant, token)
+        return Bearer(account.username or grant.username or "", secrets.decrypt(grant.access_token))
