@@ -49,9 +49,28 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
+def oauth_bearer(kind: str, account: SmtpAccount | ImapServer):  # noqa: ANN201 - bridge.oauth.tokens.Bearer
+    """The account's current access token (refreshed when due); raises NeedsSignIn when only a person can help.
+
+    Fetched before connecting, so an account that must be signed in again is told apart from a
+    server that refuses: its messages wait instead of using up their attempts."""
+    from bridge.cli.common import engine_unchecked
+    from bridge.oauth.tokens import bearer
+
+    return bearer(engine_unchecked(), kind, account.id)
+
+
+def _xoauth2_answer(username: str, token: secrets.Secret):  # noqa: ANN202 - smtplib's auth object
+    """XOAUTH2's initial response; to the error challenge (334 + JSON) the client answers empty."""
+    from bridge.oauth.providers import xoauth2
+
+    return lambda challenge=None: xoauth2(username, token.reveal()) if challenge is None else ""
+
+
 def open_smtp(account: SmtpAccount, local_hostname: str | None = None) -> smtplib.SMTP:
-    """A connected, secured and authenticated SMTP session."""
+    """A connected, secured and authenticated SMTP session (password AUTH, or XOAUTH2 with OAuth)."""
     credentials = login_of(account)
+    oauth = oauth_bearer("smtp", account) if account.oauth_client_id is not None else None
     ctx = tls_context(account.ca_file)
     stage = "connect"
     conn: smtplib.SMTP | None = None
@@ -67,7 +86,10 @@ def open_smtp(account: SmtpAccount, local_hostname: str | None = None) -> smtpli
             stage = "tls"
             conn.starttls(context=ctx)
             conn.ehlo()
-        if credentials.username:
+        if oauth is not None:
+            stage = "auth"
+            conn.auth("XOAUTH2", _xoauth2_answer(oauth.username, oauth.access_token), initial_response_ok=True)
+        elif credentials.username:
             stage = "auth"
             if not conn.has_extn("auth"):
                 raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
@@ -90,8 +112,9 @@ def close_quietly(conn: smtplib.SMTP) -> None:
 
 
 def open_imap(server: ImapServer) -> IMAPClient:
-    """A connected, secured and logged-in IMAP client."""
+    """A connected, secured and logged-in IMAP client (LOGIN, or XOAUTH2 with OAuth)."""
     credentials = login_of(server)
+    oauth = oauth_bearer("imap", server) if server.oauth_client_id is not None else None
     ctx = tls_context(server.ca_file)
     stage = "connect"
     client: IMAPClient | None = None
@@ -102,7 +125,10 @@ def open_imap(server: ImapServer) -> IMAPClient:
             stage = "tls"
             client.starttls(ctx)
         stage = "login"
-        client.login(server.username, credentials.secret.reveal() if credentials.secret else "")
+        if oauth is not None:
+            client.oauth2_login(oauth.username or server.username, oauth.access_token.reveal())
+        else:
+            client.login(server.username, credentials.secret.reveal() if credentials.secret else "")
         return client
     except BaseException as exc:
         if client is not None:

@@ -23,3 +23,10 @@ class FieldError(InputError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+SIGN_IN_NEEDED = "OAuth sign-in needed"  # how the Mail Log's reason of a message waiting for it begins
+
+
+class NeedsSignIn(BridgeError):
+    """An OAuth grant is missing, revoked or expired: only a person signing in again helps."""

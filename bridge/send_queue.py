@@ -154,6 +154,8 @@ def record_not_sent(engine: Engine, claimed: Claimed, reason: str = NO_ACCOUNT, 
         message = session.get(OutboundMessage, claimed.id)
         message.status, message.claimed_until = "not_sent", None
         message.last_code, message.last_reply, message.hint = None, reason, hint
+        if claimed.account is not None:
+            message.smtp_account = claimed.account.name
         session.add(message)
         session.add(DeliveryAttempt(outbound_id=message.id, number=message.attempts, outcome="not_sent",
                                     reply=reason, hint=hint))

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from bridge import delivery, ingest, send_queue, sent_folder, webhooks
 from bridge.connections import StageError, endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
-from bridge.errors import ConfigError
+from bridge.errors import SIGN_IN_NEEDED, ConfigError, NeedsSignIn
 from bridge.smtp_sender import SmtpPool, transmit
 from models import utcnow
 
@@ -48,6 +48,11 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: send_queue.Claimed, repor
     try:
         conn = pool.get(account)
         accepted = transmit(conn, claimed.envelope_from, [claimed.to_addr], claimed.raw)
+    except NeedsSignIn as err:  # waits as not_sent, attempts kept, and goes out after the new sign-in
+        send_queue.record_not_sent(engine, claimed, f"{SIGN_IN_NEEDED}: {err}", "Sign the account in again; the "
+                                   "message is then sent by itself.")
+        report.not_sent += 1
+        return
     except ConfigError as err:  # e.g. a secret that no longer decrypts
         send_queue.record_not_sent(engine, claimed, str(err), "Set the account's password again, then queue "
                                                               "the message again.")

@@ -11,13 +11,14 @@ import httpx
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from bridge import secrets
-from bridge.errors import BridgeError, InputError
+from bridge.errors import SIGN_IN_NEEDED, BridgeError, InputError
 from bridge.oauth import providers, tokens
 from bridge.oauth.clients import configured_scopes
-from models import ImapServer, OAuthClient, SmtpAccount
+from models import ImapServer, OAuthClient, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -64,8 +65,14 @@ def target(engine: Engine, kind: str, name: str) -> Target:
 
 
 def _save(engine: Engine, t: Target, token: dict[str, object]) -> None:
+    """Keep the tokens; the messages that waited for this sign-in are queued again in the same step."""
     with session_scope(engine) as session:
         tokens.store(session, tokens.grant_of(session, t.kind, t.account_id), token, t.username)
+        if t.kind == "smtp":
+            session.exec(update(OutboundMessage).where(
+                OutboundMessage.status == "not_sent", OutboundMessage.smtp_account == t.name,
+                OutboundMessage.last_reply.startswith(SIGN_IN_NEEDED))
+                .values(status="queued", next_attempt_at=utcnow(), hint=None))
 
 
 @dataclass(frozen=True)

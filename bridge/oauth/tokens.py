@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bridge import secrets
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import ConfigError, NeedsSignIn
 from bridge.oauth import providers
 from bridge.oauth.clients import configured_scopes
 from models import ImapServer, OAuthClient, OAuthGrant, SmtpAccount, utcnow
@@ -28,10 +28,6 @@ from models.db import session_scope
 EARLY = dt.timedelta(seconds=60)  # refresh this long before the access token expires
 LEASE = dt.timedelta(seconds=30)  # longer than a token request takes; a dead refresher's lease runs out
 WAIT_S = 30.0
-
-
-class NeedsSignIn(BridgeError):
-    """The grant is missing, revoked or expired: a person must sign in again (nothing else helps)."""
 
 
 @dataclass(frozen=True)
