@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bridge import secrets
+from bridge import secrets, setup_hints
 from bridge.compose import check_address, refuse_line_breaks
 from bridge.connections import SECURITY_MODES
 from bridge.errors import FieldError, InputError, NotFound
@@ -52,8 +52,6 @@ def _host(host: str) -> str:
     host = host.strip()
     if not host or any(c.isspace() for c in host) or "/" in host:
         raise InputError(f"host {host!r} is not a host name or address")
-    if ":" in host and not host.startswith("["):
-        raise InputError(f"host {host!r} holds a port: give the port with --port")
     return host
 
 
@@ -148,37 +146,63 @@ def employee_json(e: Employee) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class ServerFields:
-    """The fields SMTP accounts and IMAP servers share, validated once for both."""
+    """The fields SMTP accounts and IMAP servers share, validated once for both.
+
+    Validation also mends what people commonly paste (bridge.setup_hints): `host:port` in the host
+    field is split (port may then be None), an app password shown in groups loses its spaces; each
+    mend, and a host that looks like the other protocol's, is a note for the person (`notes`).
+    """
 
     name: str
     host: str
-    port: int
+    port: int | None
     security: str
     username: str | None
     password: str | None
     timeout: float
     ca_file: str | None
 
-    def validated(self) -> ServerFields:
-        if self.password is not None and not self.username:
+    def validated(self, protocol: str = "smtp") -> ServerFields:
+        """The values to store; raises FieldError naming the field of the first bad value."""
+        return self._checked(protocol)[0]
+
+    def notes(self, protocol: str = "smtp") -> list[str]:
+        """What validation changed or suspects, for the person who typed it (never the password)."""
+        return self._checked(protocol)[1]
+
+    def _checked(self, protocol: str) -> tuple[ServerFields, list[str]]:
+        notes: list[str] = []
+        password = self.password
+        if password is not None and not self.username:
             raise FieldError("username", "a password needs a --username")
-        if self.password is not None:
+        if password is not None:
             with about("password"):
-                refuse_line_breaks(password=self.password)
+                refuse_line_breaks(password=password)
+            password, note = setup_hints.app_password(password)
+            notes += [note] if note else []
         with about("name"):
             name = _name(self.name, "name")
         with about("host"):
-            host = _host(self.host)
+            host, port = setup_hints.split_host_port(_host(self.host), self.port)
+        if port is None:
+            raise FieldError("port", "give the port with --port (or as --host HOST:PORT)")
+        if self.host.strip() not in (host, f"[{host}]"):
+            notes.append(f"host {self.host.strip()!r} split into host {host} and port {port}")
         with about("port"):
-            port = _port(self.port)
+            port = _port(port)
+        mix = setup_hints.wrong_protocol(host, port, protocol)
+        if mix and mix.refuse:
+            raise FieldError(mix.field, mix.text)
+        notes += [mix.text] if mix else []
         with about("security"):
             security = _security(self.security)
         with about("timeout"):
             timeout = _timeout(self.timeout)
         with about("ca_file"):
             ca_file = _ca_file(self.ca_file)
-        return ServerFields(name, host, port, security, self.username.strip() if self.username else None,
-                            self.password, timeout, ca_file)
+        fields = ServerFields(name, host, port, security, self.username.strip() if self.username else None,
+                              password, timeout, ca_file)
+        return fields, notes
 
 
 def _unique_name(session: Session, model: type[SmtpAccount] | type[ImapServer], name: str, own_id: int | None,
@@ -204,7 +228,7 @@ def update_smtp(session: Session, account_id: int, fields: ServerFields, *, is_d
 
 def _save_smtp(session: Session, account: SmtpAccount, fields: ServerFields, is_default: bool,
                provider_files_sent: bool) -> SmtpAccount:
-    f = fields.validated()
+    f = fields.validated("smtp")
     _unique_name(session, SmtpAccount, f.name, account.id, "an SMTP account")
     if is_default:
         others = select(SmtpAccount).where(SmtpAccount.is_default)
@@ -261,7 +285,7 @@ def update_imap(session: Session, server_id: int, fields: ServerFields, *, sent_
 
 def _save_imap(session: Session, server: ImapServer, fields: ServerFields, sent_folder: str,
                poll_folder: str | None, poll_after: str) -> ImapServer:
-    f = fields.validated()
+    f = fields.validated("imap")
     with about("sent_folder"):
         sent_folder = _name(sent_folder, "sent folder")
     with about("poll_folder"):

@@ -61,7 +61,7 @@ def test_key_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (["employee", "add", "--number", "1042", "--name", "Dup", "--email", "d@example.test"], "exists already"),
     (["employee", "add", "--number", "7", "--name", "X", "--email", "not-an-address"], "not an e-mail address"),
     (["smtp", "add", "a", "--host", "h.test", "--port", "70000", "--security", "ssl"], "out of range"),
-    (["smtp", "add", "a", "--host", "h.test:587", "--port", "587", "--security", "ssl"], "--port"),
+    (["smtp", "add", "a", "--host", "h.test:25", "--port", "587", "--security", "ssl"], "--port"),
     (["smtp", "add", "a", "--host", "h.test", "--port", "587", "--security", "tls"], "'tls' is not one of"),
     (["smtp", "add", "a", "--host", "h.test", "--port", "587", "--security", "none", "--password-env", "PW"],
      "needs a --username"),

@@ -323,7 +323,7 @@ BAD_INPUT = [  # (form, typed values, the field the error is beside, words of th
      "security", "is not one of"),
     ("/admin/smtp", {"name": "a", "host": "h.test", "port": "x25", "security": "none", "timeout": "30"},
      "port", "not a whole number"),
-    ("/admin/smtp", {"name": "a", "host": "h.test:25", "port": "25", "security": "none", "timeout": "30"},
+    ("/admin/smtp", {"name": "a", "host": "h.test:587", "port": "25", "security": "none", "timeout": "30"},
      "host", "holds a port"),
     ("/admin/smtp", {"name": "a", "host": "h.test", "port": "25", "security": "none", "timeout": "30",
                      "password": "pw-without-user"}, "username", "needs a --username"),

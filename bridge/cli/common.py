@@ -90,7 +90,7 @@ def server_options(f):  # noqa: ANN001, ANN201 - a click decorator
     for decorator in reversed([
         click.argument("name"),
         click.option("--host", required=True),
-        click.option("--port", required=True, type=int),
+        click.option("--port", type=int, help="Required unless --host is given as HOST:PORT."),
         click.option("--security", required=True, type=click.Choice(["ssl", "starttls", "none"])),
         click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds."),
         click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),

@@ -157,7 +157,7 @@ def smtp() -> None:
 @click.option("--default", "is_default", is_flag=True, help="Make this the database-wide account.")
 @click.option("--provider-files-sent", is_flag=True,
               help="The provider files SMTP-sent mail in Sent itself (e.g. Gmail): skip our Sent append.")
-def smtp_add(name: str, host: str, port: int, security: str, timeout: float, ca_file: str | None,
+def smtp_add(name: str, host: str, port: int | None, security: str, timeout: float, ca_file: str | None,
              password_stdin: bool, password_env: str | None, username: str | None, is_default: bool,
              provider_files_sent: bool) -> None:
     password = read_password(password_stdin, password_env, required=False)
@@ -165,6 +165,7 @@ def smtp_add(name: str, host: str, port: int, security: str, timeout: float, ca_
     with db() as session:
         accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent)
     click.echo(f"SMTP account {name!r} added{' (database-wide)' if is_default else ''}")
+    _print_notes(fields.notes("smtp"))
 
 
 @smtp.command("list")
@@ -194,7 +195,7 @@ def imap() -> None:
 @click.option("--poll-folder", help="Folder to poll for inbound replies (the catch-all mailbox, e.g. INBOX).")
 @click.option("--poll-after", default="seen", show_default=True,
               help="After a polled message is stored: seen (flag \\Seen), none, or move:FOLDER.")
-def imap_add(name: str, host: str, port: int, security: str, timeout: float, ca_file: str | None,
+def imap_add(name: str, host: str, port: int | None, security: str, timeout: float, ca_file: str | None,
              password_stdin: bool, password_env: str | None, username: str, sent_folder: str,
              poll_folder: str | None, poll_after: str) -> None:
     password = read_password(password_stdin, password_env, required=True)
@@ -202,6 +203,13 @@ def imap_add(name: str, host: str, port: int, security: str, timeout: float, ca_
     with db() as session:
         accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder, poll_after=poll_after)
     click.echo(f"IMAP server {name!r} added")
+    _print_notes(fields.notes("imap"))
+
+
+def _print_notes(notes: list[str]) -> None:
+    """What validation mended or suspects (an app password's spaces, host:port, the other protocol's host)."""
+    for note in notes:
+        click.echo(f"Note: {note}")
 
 
 @imap.command("list")
