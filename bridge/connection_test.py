@@ -3,18 +3,21 @@
 SMTP: connect, TLS, AUTH, then MAIL FROM the numbered address and RSET, so a server that would
 refuse to let the account send as that address says so now rather than on the first real send.
 IMAP: connect, TLS, LOGIN, find the Sent folder (and the poll folder when one is set).
+When nothing answers (timeout, refused, dropped), the hint names this server's outgoing address toward
+the host, for a provider's IP allow list.
 """
 
 from __future__ import annotations
 
 import smtplib
-from dataclasses import dataclass, field
+import socket
+from dataclasses import dataclass, field, replace
 
 from sqlmodel import Session, select
 
 from bridge import portal
 from bridge.connections import StageError, close_quietly, endpoint_of, logout_quietly, open_imap, open_smtp
-from bridge.diagnosis import Failure, diagnose, failure_from_exception
+from bridge.diagnosis import Endpoint, Failure, diagnose, failure_from_exception
 from bridge.errors import BridgeError
 from bridge.sent_folder import find_sent_folder
 from models import Alias, Employee, ImapServer, SmtpAccount
@@ -38,6 +41,28 @@ class Report:
         else:
             out += ["Status: FAILED", f"Diagnosis: {self.diagnosis}", f"Hint: {self.hint}"]
         return out
+
+
+# Failures where the provider may be refusing this machine's address rather than the account.
+_UNANSWERED = frozenset({"timeout", "refused", "disconnected"})
+
+
+def outgoing_address(host: str, port: int) -> str | None:
+    """This machine's source address toward host:port, without sending anything: a UDP socket's connect()
+    only picks the route. None when the host does not resolve or no route exists."""
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return str(sock.getsockname()[0])
+    except (OSError, UnicodeError):
+        return None
+
+
+def _hint(failure: Failure, ep: Endpoint, sender: str | None = None) -> str:
+    if failure.kind in _UNANSWERED:
+        ep = replace(ep, local_address=outgoing_address(ep.host, ep.port))
+    return diagnose(failure, ep, sender).hint
 
 
 def _sender_for(session: Session, account: SmtpAccount, employee_number: int | None) -> str | None:
@@ -65,7 +90,7 @@ def check_smtp(session: Session, account: SmtpAccount, employee_number: int | No
         conn = open_smtp(account)
     except StageError as err:
         failure = failure_from_exception(err.cause, err.stage)
-        return report.fail(failure, diagnose(failure, ep, sender).hint)
+        return report.fail(failure, _hint(failure, ep, sender))
     except BridgeError as err:
         return report.fail(Failure("config", "auth", None, str(err)), str(err))
     try:
@@ -85,7 +110,7 @@ def check_smtp(session: Session, account: SmtpAccount, employee_number: int | No
             conn.rset()
         except (smtplib.SMTPException, OSError) as exc:
             failure = failure_from_exception(exc, "mail")
-            return report.fail(failure, diagnose(failure, ep, sender).hint)
+            return report.fail(failure, _hint(failure, ep, sender))
         return report
     finally:
         close_quietly(conn)
@@ -98,7 +123,7 @@ def check_imap(server: ImapServer) -> Report:
         client = open_imap(server)
     except StageError as err:
         failure = failure_from_exception(err.cause, err.stage)
-        return report.fail(failure, diagnose(failure, ep).hint)
+        return report.fail(failure, _hint(failure, ep))
     except BridgeError as err:
         return report.fail(Failure("config", "login", None, str(err)), str(err))
     try:
@@ -115,7 +140,7 @@ def check_imap(server: ImapServer) -> Report:
             return report.fail(Failure("folder", "folder", None, str(err)), str(err))
         except Exception as exc:  # noqa: BLE001 - any IMAP failure is reported, not raised
             failure = failure_from_exception(exc, "folder")
-            return report.fail(failure, diagnose(failure, ep).hint)
+            return report.fail(failure, _hint(failure, ep))
         return report
     finally:
         logout_quietly(client)

@@ -3,7 +3,9 @@
 `failure_from_exception` turns what smtplib, imaplib, ssl and socket raise into a `Failure`;
 `diagnose` turns a Failure and the account's settings into a verdict (temporary or not) and a
 plain-language hint. Both are pure: the sender, the Sent-folder appender and Test Connection
-share them, so the Mail Log and Test Connection always say the same thing.
+share them, so the Mail Log and Test Connection always say the same thing. What needs I/O to know
+(this server's outgoing address, for a provider's allow list) is found by the caller and passed in
+the Endpoint. The set-up mistakes a form also catches (an IMAP host for SMTP...) are named first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import ssl
 from dataclasses import dataclass
 
 from imapclient.exceptions import LoginError
+
+from bridge import setup_hints
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -52,6 +56,7 @@ class Endpoint:
     timeout: float = 30.0
     username: str | None = None
     protocol: str = "smtp"  # smtp | imap
+    local_address: str | None = None  # this server's address toward the host, when the caller looked it up
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,32 @@ def _send_as_denied(f: Failure) -> bool:
 
 
 def diagnose(f: Failure, ep: Endpoint, sender: str | None = None) -> Diagnosis:
-    """The verdict and the hint for a failure against this endpoint."""
+    """The verdict and the hint for a failure against this endpoint; a host or port of the other protocol
+    (an IMAP host given for SMTP) is named first, as it is the likely cause of anything else."""
+    verdict = _diagnose(f, ep, sender)
+    mix = setup_hints.wrong_protocol(ep.host, ep.port, ep.protocol)
+    if mix:
+        said = mix.text.replace("port", "Port", 1) if mix.text.startswith("port") else mix.text  # hosts stay as typed
+        return Diagnosis(verdict.temporary, f"{said}. {verdict.hint}")
+    return verdict
+
+
+def _allow_list(ep: Endpoint) -> str:
+    if not ep.local_address:
+        return ""
+    hint = setup_hints.allow_list_hint(ep.local_address)
+    return f" {hint[0].upper()}{hint[1:]}."
+
+
+def _diagnose(f: Failure, ep: Endpoint, sender: str | None) -> Diagnosis:
     where = f"{ep.host}:{ep.port}"
     if f.kind == "reply" and f.code is not None:
         return _diagnose_reply(f, ep, sender)
     if f.kind == "login":
+        if setup_hints.is_microsoft_365(ep.host):
+            return Diagnosis(False, "Microsoft 365 refused the sign-in: it no longer accepts passwords over IMAP "
+                                    f"(basic authentication is off). {setup_hints.sign_in_with_microsoft('imap')} "
+                                    f"{setup_hints.shared_mailbox_hint('imap')}")
         return Diagnosis(False, "The IMAP server refused the username or password: check both; where the mailbox "
                                 "uses two-step sign-in, use an app password; Microsoft 365 and Gmail may need "
                                 "IMAP enabled for the mailbox.")
@@ -137,14 +163,14 @@ def diagnose(f: Failure, ep: Endpoint, sender: str | None = None) -> Diagnosis:
         return Diagnosis(True, f"The IMAP server refused a command during {f.stage} ({f.text}).")
     if f.kind == "timeout":
         hint = (f"No answer from {where} within {ep.timeout:g} s: check the host and port, and that no firewall "
-                "or IP allow list of the provider blocks this machine.")
+                f"or IP allow list of the provider blocks this machine.{_allow_list(ep)}")
         if _looks_like_mode_mismatch(ep):
             hint = f"{_tls_mode_hint(ep)} {hint}"
         return Diagnosis(True, hint)
     if f.kind == "refused":
         usual = "993 for ssl, 143 for starttls" if ep.protocol == "imap" else "465 for ssl, 587 for starttls"
         return Diagnosis(True, f"Nothing accepts connections on {where} (connection refused): check the port "
-                               f"({usual}) and that the server runs; a firewall can also refuse.")
+                               f"({usual}) and that the server runs; a firewall can also refuse.{_allow_list(ep)}")
     if f.kind == "dns":
         return Diagnosis(True, f"The host name {ep.host!r} cannot be resolved: check its spelling "
                                "(e.g. smtp.office365.com, smtp.gmail.com) and this machine's DNS.")
@@ -162,23 +188,37 @@ def diagnose(f: Failure, ep: Endpoint, sender: str | None = None) -> Diagnosis:
                                 "needs no username (remove it and allow this machine's IP to relay).")
     if f.kind == "disconnected":
         hint = (f"{where} closed the connection during {f.stage}: often a security mode mismatch, a rate limit, "
-                "or a server that refuses this machine's IP address. The bridge retries.")
+                f"or a server that refuses this machine's IP address. The bridge retries.{_allow_list(ep)}")
         if _looks_like_mode_mismatch(ep):
             hint = f"{_tls_mode_hint(ep)} {hint}"
         return Diagnosis(True, hint)
     return Diagnosis(True, f"Network error talking to {where} ({f.text}): the bridge retries.")
 
 
+def _diagnose_auth(f: Failure, ep: Endpoint, temporary: bool) -> Diagnosis:
+    """A refused sign-in. Microsoft 365 says why in 5.7.139's text: basic authentication off for the tenant,
+    security defaults, SMTP AUTH off, or simply wrong credentials (which may be a shared mailbox's)."""
+    text = f.text.lower()
+    if "basic authentication is disabled" in text or "security defaults" in text or (
+            f.enhanced == "5.7.139" and "credentials" not in text and "smtpclientauthentication" not in text):
+        return Diagnosis(False, f"Basic authentication (SMTP AUTH with a password) is disabled for this "
+                                f"Microsoft 365 tenant. {setup_hints.sign_in_with_microsoft(ep.protocol)}")
+    if "smtpclientauthentication is disabled" in text:
+        return Diagnosis(False, "Authenticated SMTP (SMTP AUTH) is turned off in Microsoft 365 for this mailbox or "
+                                "the tenant: an administrator turns it on (admin center: the user's Mail, Manage "
+                                "email apps, Authenticated SMTP).")
+    hint = ("The server refused the username or password: check both; where the mailbox uses two-step sign-in, "
+            "use an app password; Microsoft 365 also needs Authenticated SMTP (SMTP AUTH) enabled for the mailbox.")
+    if setup_hints.is_microsoft_365(ep.host):
+        hint = f"{hint} {setup_hints.shared_mailbox_hint(ep.protocol)}"
+    return Diagnosis(temporary, hint)
+
+
 def _diagnose_reply(f: Failure, ep: Endpoint, sender: str | None) -> Diagnosis:
     code, enhanced, text = f.code or 0, f.enhanced, f.text.lower()
     temporary = 400 <= code < 500
     if f.stage in ("auth", "login") or code in (534, 535) or enhanced in ("5.7.8", "5.7.3", "5.7.139"):
-        if enhanced == "5.7.139" or "basic authentication is disabled" in text:
-            return Diagnosis(False, "Basic authentication (username and password) is disabled for this Microsoft "
-                                    "365 tenant: sign in with Microsoft (OAuth) for this account instead.")
-        return Diagnosis(temporary, "The server refused the username or password: check both; where the mailbox "
-                                    "uses two-step sign-in, use an app password; Microsoft 365 also needs "
-                                    "Authenticated SMTP (SMTP AUTH) enabled for the mailbox.")
+        return _diagnose_auth(f, ep, temporary)
     if _send_as_denied(f):
         who = f" as {sender}" if sender else " as the numbered address"
         return Diagnosis(False, f"The account may not send{who}: grant it Send As rights (or impersonation) on "

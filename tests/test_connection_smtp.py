@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.connection_test import outgoing_address
 from tests.conftest import Bridge
 from tests.servers.certs import CertPair
 from tests.test_outbound_smtp import PASSWORD, add_account, add_alias, closed_port
@@ -44,3 +45,30 @@ def test_refused_and_unknown_account(lite_bridge: Bridge, monkeypatch: pytest.Mo
     assert result.exit_code == 1 and "connection refused" in result.stdout
     missing = lite_bridge.run("test", "smtp", "nope", ok=False)
     assert missing.exit_code == 1 and "no SMTP account named 'nope'" in missing.stderr
+
+
+def test_basic_auth_disabled_points_to_sign_in_with_microsoft(lite_bridge: Bridge, smtp_peer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("auth_535_basic_disabled")
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch, user="ana")
+    result = lite_bridge.run("test", "smtp", "main", ok=False)
+    assert result.exit_code == 1
+    assert "Diagnosis: 535 5.7.139 Authentication unsuccessful, basic authentication is disabled." in result.stdout
+    assert "disabled for this Microsoft 365 tenant" in result.stdout
+    assert "replybridge oauth add NAME --provider microsoft" in result.stdout and "--oauth NAME" in result.stdout
+    assert PASSWORD not in result.output
+
+
+@pytest.mark.parametrize("where", ["refused", "silent"])
+def test_unanswered_connection_names_this_servers_address(lite_bridge: Bridge, smtp_peer,
+                                                          monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    port = smtp_peer("silent").port if where == "silent" else closed_port()
+    add_account(lite_bridge, "127.0.0.1", port, monkeypatch, timeout=1)
+    result = lite_bridge.run("test", "smtp", "main", ok=False)
+    assert result.exit_code == 1
+    assert "If the provider keeps an allow list, add this server's address 127.0.0.1." in result.stdout
+
+
+def test_outgoing_address_sends_nothing_and_falls_back() -> None:
+    assert outgoing_address("127.0.0.1", closed_port()) == "127.0.0.1"
+    assert outgoing_address("no-such-host.invalid", 25) is None

@@ -211,6 +211,9 @@ def test_rejection_exact_texts() -> None:
     """The wording hint tests will match on, spelled out once."""
     assert REPLIES == {
         "auth_535": "535 5.7.3 Authentication unsuccessful",
+        "auth_535_basic_disabled": "535 5.7.139 Authentication unsuccessful, basic authentication is disabled. "
+                                   "[AM0PR02CA0107.eurprd02.prod.outlook.com 2024-05-06T10:11:12.345Z "
+                                   "08DC6C9F1E2A3B4C]",
         "relay_denied": "550 5.7.1 Unable to relay",
         "send_as_denied": "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
         "send_as_denied_data": "554 5.2.252 SendAsDenied; user@example.test not allowed to send as "

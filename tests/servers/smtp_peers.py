@@ -34,6 +34,10 @@ AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
 # Rejecting behaviours: the reply the server gives, and the stage at which it gives it.
 REPLIES: dict[str, str] = {
     "auth_535": "535 5.7.3 Authentication unsuccessful",
+    "auth_535_basic_disabled": (
+        "535 5.7.139 Authentication unsuccessful, basic authentication is disabled. "
+        "[AM0PR02CA0107.eurprd02.prod.outlook.com 2024-05-06T10:11:12.345Z 08DC6C9F1E2A3B4C]"
+    ),
     "relay_denied": "550 5.7.1 Unable to relay",
     "send_as_denied": "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
     "send_as_denied_data": (
@@ -46,6 +50,7 @@ REPLIES: dict[str, str] = {
 }
 _STAGES: dict[str, str] = {
     "auth_535": "AUTH",
+    "auth_535_basic_disabled": "AUTH",
     "relay_denied": "RCPT",
     "mailbox_full_452": "RCPT",
     "reject_550_user": "RCPT",
@@ -184,7 +189,7 @@ class _Handler:
         self.live: set[_PeerSMTP] = set()  # touched only from the server's event loop
 
     def offers_auth(self) -> bool:
-        return self.auth is not None or self.behaviour == "auth_535"
+        return self.auth is not None or self.stage == "AUTH"
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -201,14 +206,14 @@ class _Handler:
         if not self.offers_auth():
             # AUTH is hidden from EHLO; a client that sends it anyway is refused, not let in.
             return AuthResult(success=False, handled=False, message=AUTH_NOT_ENABLED)
-        if self.behaviour == "auth_535":
+        if self.stage == "AUTH":
             # Decided per connection: smtplib's login() tries PLAIN and then LOGIN on the same
             # connection, so a per-attempt budget would let the second mechanism through.
             assert isinstance(server, _PeerSMTP)
             if server.auth_fails is None:
                 server.auth_fails = self.budget.take()
             if server.auth_fails:
-                return AuthResult(success=False, handled=False, message=REPLIES["auth_535"])
+                return AuthResult(success=False, handled=False, message=REPLIES[self.behaviour])
         if self.auth is None:
             return AuthResult(success=True, auth_data=auth_data)
         ok = isinstance(auth_data, LoginPassword) and (
