@@ -215,8 +215,34 @@ def _unique_name(session: Session, model: type[SmtpAccount] | type[ImapServer], 
 
 
 def add_smtp(session: Session, fields: ServerFields, *, is_default: bool = False,
-             provider_files_sent: bool = False) -> SmtpAccount:
-    return _save_smtp(session, SmtpAccount(), fields, is_default, provider_files_sent)
+             provider_files_sent: bool = False, oauth: str | None = None, oauth_flow: str = "delegated") -> SmtpAccount:
+    if oauth is not None:
+        _no_password_with_oauth(fields)
+    account = _save_smtp(session, SmtpAccount(), fields, is_default, provider_files_sent)
+    return use_oauth(session, account, oauth, oauth_flow) if oauth is not None else account
+
+
+def _no_password_with_oauth(fields: ServerFields) -> None:
+    if fields.password is not None:
+        raise FieldError("password", "an account that signs in with --oauth has no password: give one or the other")
+
+
+def use_oauth(session: Session, account: SmtpAccount | ImapServer, client_name: str, flow: str):  # noqa: ANN201
+    """The account signs in with XOAUTH2 through the named OAuth client: delegated (a person signs in:
+    `oauth login`) or app (client credentials, no person: Microsoft 365 SMTP.SendAsApp/IMAP.AccessAsApp)."""
+    from bridge.oauth.clients import get_client
+    from bridge.oauth.providers import FLOWS
+
+    if flow not in FLOWS:
+        raise FieldError("oauth_flow", f"--oauth-flow {flow!r} is not one of: {', '.join(FLOWS)}")
+    with about("oauth"):
+        client = get_client(session, client_name)
+    if not account.username:
+        raise FieldError("username", "an OAuth account needs --username: the mailbox it signs in as")
+    account.oauth_client_id, account.oauth_flow, account.secret = client.id, flow, None
+    session.add(account)
+    session.flush()
+    return account
 
 
 def update_smtp(session: Session, account_id: int, fields: ServerFields, *, is_default: bool,
@@ -272,8 +298,12 @@ def _poll_after(value: str) -> str:
 
 
 def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto",
-             poll_folder: str | None = None, poll_after: str = "seen") -> ImapServer:
-    return _save_imap(session, ImapServer(), fields, sent_folder, poll_folder, poll_after)
+             poll_folder: str | None = None, poll_after: str = "seen", oauth: str | None = None,
+             oauth_flow: str = "delegated") -> ImapServer:
+    if oauth is not None:
+        _no_password_with_oauth(fields)
+    server = _save_imap(session, ImapServer(), fields, sent_folder, poll_folder, poll_after, oauth is not None)
+    return use_oauth(session, server, oauth, oauth_flow) if oauth is not None else server
 
 
 def update_imap(session: Session, server_id: int, fields: ServerFields, *, sent_folder: str,
@@ -284,7 +314,7 @@ def update_imap(session: Session, server_id: int, fields: ServerFields, *, sent_
 
 
 def _save_imap(session: Session, server: ImapServer, fields: ServerFields, sent_folder: str,
-               poll_folder: str | None, poll_after: str) -> ImapServer:
+               poll_folder: str | None, poll_after: str, oauth: bool = False) -> ImapServer:
     f = fields.validated("imap")
     with about("sent_folder"):
         sent_folder = _name(sent_folder, "sent folder")
@@ -295,7 +325,7 @@ def _save_imap(session: Session, server: ImapServer, fields: ServerFields, sent_
     needs = "an IMAP server needs --username and a password (--password-stdin or --password-env)"
     if not f.username:
         raise FieldError("username", needs)
-    if f.password is None and server.secret is None:
+    if f.password is None and server.secret is None and not oauth and server.oauth_client_id is None:
         raise FieldError("password", needs)
     _unique_name(session, ImapServer, f.name, server.id, "an IMAP server")
     if f.password is not None:

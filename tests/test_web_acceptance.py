@@ -147,6 +147,10 @@ def test_admin_sets_up_then_a_recruiter_answers_triages_and_the_next_reply_lands
     assert "Could you come on Monday at 10?" in answer.get_content()
     web.wait_for(lambda: any(email.message_from_bytes(m)["Message-ID"] == answer["Message-ID"]
                              for m in dovecot.folder_messages("Sent")), what="the reply in Dovecot's Sent")
+    # answering confirmed Carla as the candidate: her message and the answer are one thread, in order
+    page.get_by_role("link", name="My conversations").click()
+    page.locator("tr", has_text="carla@candidates.example").get_by_role("link").click()
+    assert [t.split()[0] for t in page.locator("ol.thread > li").all_inner_texts()] == ["Received", "Sent"]
 
     # 8. Carla answers "Re: Backend engineer" from a private address to the general one: no rule places it
     _candidate_writes(web, "carla-2@mail.example", "Carla Diaz <carla.diaz@gmail.com>", "jobs@example.test",

@@ -85,6 +85,13 @@ def password_options(f):  # noqa: ANN001, ANN201 - a click decorator
     return click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")(f)
 
 
+def oauth_options(f):  # noqa: ANN001, ANN201 - a click decorator
+    f = click.option("--oauth-flow", type=click.Choice(["delegated", "app"]), default="delegated", show_default=True,
+                     help="delegated: a person signs in (oauth login); app: client credentials, no person.")(f)
+    return click.option("--oauth", metavar="NAME", help="Sign in with this OAuth client (XOAUTH2) instead of a "
+                        "password.")(f)
+
+
 def server_options(f):  # noqa: ANN001, ANN201 - a click decorator
     """Options SMTP accounts and IMAP servers share."""
     for decorator in reversed([

@@ -13,6 +13,7 @@ from bridge.cli.common import (
     emit_json,
     engine,
     engine_unchecked,
+    oauth_options,
     password_options,
     read_password,
     safe_url,
@@ -157,14 +158,17 @@ def smtp() -> None:
 @click.option("--default", "is_default", is_flag=True, help="Make this the database-wide account.")
 @click.option("--provider-files-sent", is_flag=True,
               help="The provider files SMTP-sent mail in Sent itself (e.g. Gmail): skip our Sent append.")
+@oauth_options
 def smtp_add(name: str, host: str, port: int | None, security: str, timeout: float, ca_file: str | None,
              password_stdin: bool, password_env: str | None, username: str | None, is_default: bool,
-             provider_files_sent: bool) -> None:
+             provider_files_sent: bool, oauth: str | None, oauth_flow: str) -> None:
     password = read_password(password_stdin, password_env, required=False)
     fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent)
+        accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent,
+                          oauth=oauth, oauth_flow=oauth_flow)
     click.echo(f"SMTP account {name!r} added{' (database-wide)' if is_default else ''}")
+    _print_sign_in_step("smtp", name, oauth, oauth_flow)
     _print_notes(fields.notes("smtp"))
 
 
@@ -195,15 +199,23 @@ def imap() -> None:
 @click.option("--poll-folder", help="Folder to poll for inbound replies (the catch-all mailbox, e.g. INBOX).")
 @click.option("--poll-after", default="seen", show_default=True,
               help="After a polled message is stored: seen (flag \\Seen), none, or move:FOLDER.")
+@oauth_options
 def imap_add(name: str, host: str, port: int | None, security: str, timeout: float, ca_file: str | None,
              password_stdin: bool, password_env: str | None, username: str, sent_folder: str,
-             poll_folder: str | None, poll_after: str) -> None:
-    password = read_password(password_stdin, password_env, required=True)
+             poll_folder: str | None, poll_after: str, oauth: str | None, oauth_flow: str) -> None:
+    password = read_password(password_stdin, password_env, required=oauth is None)
     fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder, poll_after=poll_after)
+        accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder, poll_after=poll_after,
+                          oauth=oauth, oauth_flow=oauth_flow)
     click.echo(f"IMAP server {name!r} added")
+    _print_sign_in_step("imap", name, oauth, oauth_flow)
     _print_notes(fields.notes("imap"))
+
+
+def _print_sign_in_step(kind: str, name: str, oauth: str | None, flow: str) -> None:
+    if oauth is not None and flow == "delegated":
+        click.echo(f"Next: sign it in with `replybridge oauth login {kind} {name} --device`")
 
 
 def _print_notes(notes: list[str]) -> None:

@@ -21,7 +21,7 @@ from bridge.web import auth
 from bridge.web.app import CSP_IMAGES
 from bridge.web.deps import db
 from bridge.web.templating import flash, render
-from models import Employee, InboundMessage
+from models import Conversation, Employee, InboundMessage
 
 router = APIRouter()
 
@@ -176,6 +176,11 @@ def send_reply(request: Request, message_id: int, reply: str = Form(""), session
             session.rollback()
             error = str(err)
         else:
+            if row.conversation_id is None and row.route == "employee" and queued.conversation_id is not None:
+                # answering it confirms the sender as the candidate: the message joins the reply's thread
+                conversation = session.get(Conversation, queued.conversation_id)
+                row.conversation_id, row.candidate_id = conversation.id, conversation.candidate_id
+                session.add(row)
             session.commit()
             note = f". It cannot be sent: {queued.last_reply}" if queued.status == "not_sent" else ""
             flash(request, f"Reply queued (Mail Log #{queued.id}){note}")
