@@ -4,13 +4,17 @@ replybridge must explain every send failure with a hint, so its tests need the f
 genuine: a real TCP connection, a real TLS handshake and the exact replies real providers send
 (Microsoft 365 wording included). Most behaviours are aiosmtpd's threaded `Controller` with
 handler hooks; the two that no SMTP server would produce (never greeting, and a plain-text banner
-where TLS was expected) are a small raw-socket server.
+where TLS was expected) are a small raw-socket server. The `xoauth2` behaviour is Microsoft 365 with
+basic authentication turned off: it takes `AUTH XOAUTH2` / `AUTH OAUTHBEARER` with a bearer token that a
+callback checks (e.g. tests.servers.oauth's `token_check`) and refuses PLAIN/LOGIN with 535 5.7.139.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import selectors
 import socket
 import ssl
@@ -30,6 +34,10 @@ SERVER_NAME = "localhost"  # Greeting name; also avoids aiosmtpd's per-connectio
 PLAIN_BANNER = b"220 plain.example.test ESMTP\r\n"
 NOT_RECOGNIZED = b"502 5.5.2 Error: command not recognized\r\n"
 AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
+# The xoauth2 behaviour's replies, as Microsoft 365 words them: PLAIN/LOGIN while basic authentication is
+# disabled, and a bad or expired bearer token.
+BASIC_AUTH_DISABLED = "535 5.7.139 Authentication unsuccessful, basic authentication is disabled."
+OAUTH_REFUSED = "535 5.7.3 Authentication unsuccessful"
 
 # Rejecting behaviours: the reply the server gives, and the stage at which it gives it.
 REPLIES: dict[str, str] = {
@@ -61,10 +69,23 @@ _STAGES: dict[str, str] = {
     "drop_after_data": "DATA_END",
     "drop_at_data": "DATA_CMD",
 }
-SMTP_BEHAVIOURS = frozenset({"accept", *_STAGES})
+SMTP_BEHAVIOURS = frozenset({"accept", "xoauth2", *_STAGES})
 RAW_BEHAVIOURS = frozenset({"silent", "plain_banner"})
 BEHAVIOURS = SMTP_BEHAVIOURS | RAW_BEHAVIOURS
 TLS_MODES = frozenset({"none", "starttls", "ssl"})
+
+
+@dataclass
+class OAuthAttempt:
+    """One XOAUTH2/OAUTHBEARER login the peer saw, and whether the token was accepted."""
+
+    mechanism: str
+    user: str
+    token: str
+    accepted: bool
+
+
+TokenCheck = Callable[[str, str], bool]  # (user, access token) -> valid?
 
 
 @dataclass
@@ -84,6 +105,7 @@ class SmtpPeer:
         self.host = host
         self.port = port
         self.received: list[Received] = []
+        self.oauth_attempts: list[OAuthAttempt] = []
         self._connections = 0
         self._lock = threading.Lock()
         self._stopper: Callable[[], None] = lambda: None
@@ -106,6 +128,10 @@ class SmtpPeer:
     def _record(self, item: Received) -> None:
         with self._lock:
             self.received.append(item)
+
+    def _record_oauth(self, item: OAuthAttempt) -> None:
+        with self._lock:
+            self.oauth_attempts.append(item)
 
     def stop(self) -> None:
         """Close every open connection and the listener; safe to call twice."""
@@ -189,7 +215,7 @@ class _Handler:
         self.live: set[_PeerSMTP] = set()  # touched only from the server's event loop
 
     def offers_auth(self) -> bool:
-        return self.auth is not None or self.stage == "AUTH"
+        return self.auth is not None or self.stage == "AUTH" or self.behaviour == "xoauth2"
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -206,6 +232,8 @@ class _Handler:
         if not self.offers_auth():
             # AUTH is hidden from EHLO; a client that sends it anyway is refused, not let in.
             return AuthResult(success=False, handled=False, message=AUTH_NOT_ENABLED)
+        if self.behaviour == "xoauth2":  # the bearer mechanisms live on _OAuthHandler; this is PLAIN/LOGIN
+            return AuthResult(success=False, handled=False, message=BASIC_AUTH_DISABLED)
         if self.stage == "AUTH":
             # Decided per connection: smtplib's login() tries PLAIN and then LOGIN on the same
             # connection, so a per-attempt budget would let the second mechanism through.
@@ -255,6 +283,73 @@ class _Handler:
             raw = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content or b""
         self.peer._record(Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw))
         return "250 OK"
+
+
+class _OAuthHandler(_Handler):
+    """The xoauth2 behaviour: aiosmtpd advertises and dispatches every `auth_*` method of the handler.
+
+    A refused token gets what Microsoft and Google send: a 334 challenge carrying a base64 JSON error,
+    which the client answers with an empty line (XOAUTH2) or ^A (OAUTHBEARER), and then 535.
+    """
+
+    def __init__(self, peer: SmtpPeer, tls: str, token_check: TokenCheck) -> None:
+        super().__init__(peer, "xoauth2", tls, None, 0)
+        self.token_check = token_check
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's naming
+        """XOAUTH2: base64 of "user=U^Aauth=Bearer T^A^A"."""
+        return await self._bearer(server, args, "XOAUTH2", _parse_xoauth2)
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        """OAUTHBEARER (RFC 7628): base64 of "n,a=U,^Ahost=H^Aport=P^Aauth=Bearer T^A^A"."""
+        return await self._bearer(server, args, "OAUTHBEARER", _parse_oauthbearer)
+
+    async def _bearer(self, server: SMTP, args: list[str], mechanism: str,
+                      parse: Callable[[bytes], tuple[str, str] | None]) -> AuthResult:
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            response = await server.challenge_auth("")
+            if not isinstance(response, bytes):  # the client sent "*" or bad base64: already answered
+                return AuthResult(success=False, handled=True)
+            blob = response
+        parsed = parse(blob)
+        if parsed is None:
+            await server.push(f"501 5.5.2 Malformed {mechanism} response")
+            return AuthResult(success=False, handled=True)
+        user, token = parsed
+        # The check may be an HTTP introspection call: keep it off the event loop.
+        ok = await asyncio.get_running_loop().run_in_executor(None, self.token_check, user, token)
+        self.peer._record_oauth(OAuthAttempt(mechanism, user, token, ok))
+        if ok:
+            return AuthResult(success=True, auth_data=user)
+        status = {"status": "401", "schemes": "bearer", "scope": "https://outlook.office.com/SMTP.Send"}
+        answer = await server.challenge_auth(json.dumps(status))
+        if not isinstance(answer, bytes):
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=OAUTH_REFUSED)
+
+
+def _parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
+    fields = dict(part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01") if "=" in part)
+    return _user_and_token(fields.get("user"), fields.get("auth"))
+
+
+def _parse_oauthbearer(blob: bytes) -> tuple[str, str] | None:
+    header, _, rest = blob.decode("utf-8", "replace").partition("\x01")
+    user = next((item[2:] for item in header.split(",") if item.startswith("a=")), None)
+    fields = dict(part.split("=", 1) for part in rest.split("\x01") if "=" in part)
+    return _user_and_token(user, fields.get("auth"))
+
+
+def _user_and_token(user: str | None, auth: str | None) -> tuple[str, str] | None:
+    if not user or not auth or not auth.lower().startswith("bearer "):
+        return None
+    return user, auth[7:].strip()
 
 
 def _listening_socket() -> socket.socket:
@@ -326,10 +421,14 @@ def _server_context(cert: CertPair) -> ssl.SSLContext:
 
 
 def _start_smtp(behaviour: str, tls: str, cert: CertPair | None, auth: tuple[str, str] | None,
-                fail_times: int) -> SmtpPeer:
+                fail_times: int, token_check: TokenCheck | None = None) -> SmtpPeer:
     sock = _listening_socket()
     peer = SmtpPeer(behaviour, HOST, sock.getsockname()[1])
-    handler = _Handler(peer, behaviour, tls, auth, fail_times)
+    if behaviour == "xoauth2":
+        assert token_check is not None
+        handler: _Handler = _OAuthHandler(peer, tls, token_check)
+    else:
+        handler = _Handler(peer, behaviour, tls, auth, fail_times)
     kwargs: dict[str, Any] = {
         "auth_required": handler.offers_auth(),
         # Implicit TLS does not count as TLS for aiosmtpd's auth_require_tls (only STARTTLS does).
@@ -436,13 +535,16 @@ def _start_raw(behaviour: str) -> SmtpPeer:
 
 
 def start_peer(behaviour: str = "accept", *, tls: str = "none", cert: CertPair | None = None,
-               auth: tuple[str, str] | None = None, fail_times: int = 0) -> SmtpPeer:
+               auth: tuple[str, str] | None = None, fail_times: int = 0,
+               token_check: TokenCheck | None = None) -> SmtpPeer:
     """Start a server on 127.0.0.1 with a free port; the caller must stop() it.
 
     `tls`: "none", "starttls" (offered and required) or "ssl" (implicit TLS); the latter two need
     `cert`. `auth=(user, password)` offers AUTH PLAIN/LOGIN and requires it before MAIL.
     `fail_times=N` limits a rejecting behaviour to its first N attempts (messages, or connections
     for auth_535/drop_*), after which the peer accepts like "accept".
+    "xoauth2" requires AUTH by XOAUTH2 or OAUTHBEARER, asking `token_check(user, token)` whether the
+    bearer token is good (every attempt is kept in `peer.oauth_attempts`), and refuses PLAIN/LOGIN.
     """
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; choose from {sorted(BEHAVIOURS)}")
@@ -460,7 +562,11 @@ def start_peer(behaviour: str = "accept", *, tls: str = "none", cert: CertPair |
         return _start_raw(behaviour)
     if tls != "none" and cert is None:
         raise ValueError(f"tls={tls!r} needs a cert (tests.servers.certs.make_cert)")
-    return _start_smtp(behaviour, tls, cert, auth, fail_times)
+    if (behaviour == "xoauth2") != (token_check is not None):
+        raise ValueError("token_check is required by, and only used with, the xoauth2 behaviour")
+    if behaviour == "xoauth2" and (auth is not None or fail_times):
+        raise ValueError("xoauth2 takes no password and no fail_times; its token_check decides")
+    return _start_smtp(behaviour, tls, cert, auth, fail_times, token_check)
 
 
 @pytest.fixture(scope="session")
