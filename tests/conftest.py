@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from bridge.cli import cli
 from bridge.cli import common as cli_common
 from tests.servers.dovecot import dovecot  # noqa: F401 - fixture
+from tests.servers.oauth import oauth_dovecot, oauth_server  # noqa: F401 - fixtures
 from tests.servers.smtp_peers import smtp_peer, tls_cert  # noqa: F401 - fixtures
 from tests.servers.web import browser, page, web, web_both  # noqa: F401 - fixtures
 

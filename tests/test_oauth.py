@@ -1,0 +1,153 @@
+"""Sign in with OAuth 2 and send, file and poll with tokens only: against a local provider stand-in,
+an SMTP peer that takes only XOAUTH2 (basic authentication disabled, as Microsoft 365), and a real
+Dovecot that checks each XOAUTH2 login by introspecting the token at the stand-in."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from bridge.oauth import flows
+from tests.conftest import Bridge
+from tests.servers.dovecot import Dovecot
+from tests.servers.oauth import SCOPE, OAuthServer
+from tests.servers.smtp_peers import SmtpPeer
+
+
+def _client(b: Bridge, server: OAuthServer, name: str = "corp") -> None:
+    b.run("oauth", "add", name, "--provider", "generic", "--client-id", server.client_id,
+          "--authorize-url", server.authorize_url, "--token-url", server.token_url, "--device-url", server.device_url,
+          *[arg for scope in SCOPE.split() for arg in ("--scope", scope)])
+
+
+def _sign_in(b: Bridge, server: OAuthServer, kind: str, name: str) -> None:
+    """The device flow, approved by the person at the provider while the bridge polls."""
+    target = flows.target(b.engine(), kind, name)
+    code = flows.start_device(target)
+    server.approve_device(code.user_code)
+    flows.finish_device(b.engine(), target, code, sleep=lambda _s: None)
+
+
+def _accounts(b: Bridge, server: OAuthServer, peer: SmtpPeer, dovecot: Dovecot) -> None:
+    _client(b, server)
+    out = b.run("smtp", "add", "office", "--host", peer.host, "--port", str(peer.port), "--security", "none",
+                "--username", server.user, "--oauth", "corp").stdout
+    assert "oauth login smtp office --device" in out  # the next step is named
+    b.run("imap", "add", "box", "--host", "localhost", "--port", str(dovecot.ssl_port), "--security", "ssl",
+          "--username", server.user, "--ca-file", str(dovecot.cafile), "--oauth", "corp")
+    b.run("alias", "add", "--employee", "1042", "--description", "Ana - jobs", "--display-name", "Ana Ruiz",
+          "--from", "ana@example.test", "--smtp", "office", "--imap", "box", "--default")
+
+
+@pytest.fixture
+def peer(smtp_peer, oauth_server: OAuthServer) -> SmtpPeer:  # noqa: ANN001
+    return smtp_peer("xoauth2", token_check=oauth_server.token_check)
+
+
+def test_device_sign_in_then_send_test_and_file_with_tokens_only(
+        bridge: Bridge, oauth_server: OAuthServer, oauth_dovecot: Dovecot, peer: SmtpPeer) -> None:
+    _accounts(bridge, oauth_server, peer, oauth_dovecot)
+    # before the sign-in, Test connection says what to do, and exits 1
+    result = bridge.run("test", "smtp", "office", ok=False)
+    assert result.exit_code == 1 and "oauth login smtp office --device" in result.output
+    _sign_in(bridge, oauth_server, "smtp", "office")
+    _sign_in(bridge, oauth_server, "imap", "box")
+    assert "Status: OK" in bridge.run("test", "smtp", "office").stdout
+    assert "Status: OK" in bridge.run("test", "imap", "box").stdout
+
+    bridge.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Hi", "--body", "Hello")
+    bridge.run("worker", "--once")
+    [entry] = bridge.json("log")
+    assert (entry["status"], entry["sent_folder"]) == ("sent", "appended")
+    assert len(peer.received) == 1 and peer.oauth_attempts[-1].accepted
+    assert {a.mechanism for a in peer.oauth_attempts} == {"XOAUTH2"}
+    assert oauth_dovecot.folder_messages("Sent") == [peer.received[0].data]
+
+    # no token or secret in the database file (encrypted) nor in what the commands printed
+    raw = Path(bridge.url.removeprefix("sqlite:///")).read_bytes() if bridge.url.startswith("sqlite") else b""
+    for token in oauth_server.refresh_tokens() + oauth_server.access_tokens():
+        assert token.encode() not in raw
+        assert token not in bridge.run("oauth", "list").stdout + bridge.run("smtp", "list").stdout
+
+
+def test_expired_access_token_is_refreshed_once_by_racing_workers(
+        lite_bridge: Bridge, oauth_server: OAuthServer, peer: SmtpPeer, dovecot: Dovecot) -> None:
+    from bridge.oauth.tokens import bearer
+    from models import SmtpAccount
+
+    _accounts(lite_bridge, oauth_server, peer, dovecot)
+    _sign_in(lite_bridge, oauth_server, "smtp", "office")
+    oauth_server.expire_access_tokens()
+    from sqlmodel import Session, select
+
+    with Session(lite_bridge.engine()) as session:
+        account_id = session.exec(select(SmtpAccount.id)).one()
+    # the stored token still looks fresh to the bridge: make it due, as time would
+    from models import OAuthGrant, utcnow
+
+    with Session(lite_bridge.engine()) as session:
+        grant = session.exec(select(OAuthGrant)).one()
+        grant.expires_at = utcnow()
+        session.add(grant)
+        session.commit()
+    oauth_server.token_delay = 0.5  # a slow provider: both workers find the token due at once
+    before = oauth_server.token_requests("refresh_token")
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(bearer(lite_bridge.engine(), "smtp", account_id)
+                                                          .access_token.reveal())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert oauth_server.token_requests("refresh_token") - before == 1  # one refresh: the rotation is not lost
+    assert len(got) == 2 and got[0] == got[1] and oauth_server.token_check(oauth_server.user, got[0])
+
+
+def test_revoked_grant_waits_as_not_sent_then_goes_out_after_a_new_sign_in(
+        lite_bridge: Bridge, oauth_server: OAuthServer, peer: SmtpPeer, dovecot: Dovecot) -> None:
+    from sqlmodel import Session, select
+
+    from models import OAuthGrant, utcnow
+
+    _accounts(lite_bridge, oauth_server, peer, dovecot)
+    _sign_in(lite_bridge, oauth_server, "smtp", "office")
+    oauth_server.revoke(oauth_server.user)
+    with Session(lite_bridge.engine()) as session:  # the access token is due: the refresh meets the revocation
+        grant = session.exec(select(OAuthGrant)).one()
+        grant.expires_at = utcnow()
+        session.add(grant)
+        session.commit()
+    lite_bridge.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Hi", "--body", "Hello")
+    lite_bridge.run("worker", "--once")
+    [entry] = lite_bridge.json("log")
+    assert (entry["status"], entry["attempts"]) == ("not_sent", 0)  # waiting, its attempts not used up
+    assert "sign" in entry["last_reply"] and "oauth login smtp office --device" in entry["last_reply"]
+    result = lite_bridge.run("test", "smtp", "office", ok=False)
+    assert result.exit_code == 1 and "invalid_grant" in result.output
+
+    _sign_in(lite_bridge, oauth_server, "smtp", "office")  # the admin signs in again
+    lite_bridge.run("worker", "--once")
+    [entry] = lite_bridge.json("log")
+    assert entry["status"] == "sent" and len(peer.received) == 1
+
+
+def test_device_login_on_the_command_line_prints_the_url_and_code_and_waits(
+        lite_bridge: Bridge, oauth_server: OAuthServer, peer: SmtpPeer, dovecot: Dovecot,
+        tmp_path: Path) -> None:
+    _accounts(lite_bridge, oauth_server, peer, dovecot)
+    proc = subprocess.Popen([sys.executable, "-c", "from bridge.cli import main; main()", "oauth", "login", "smtp",
+                             "office", "--device"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    line = proc.stdout.readline()
+    match = re.search(r"open (\S+) and enter the code (\S+)", line)
+    assert match and match.group(1) == oauth_server.verification_uri, line
+    oauth_server.approve_device(match.group(2))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Signed in" in out
+    assert "Status: OK" in lite_bridge.run("test", "smtp", "office").stdout
