@@ -169,6 +169,7 @@ def start_dovecot(root: Path, *, special_use: bool = True, sent_name: str = "Sen
                          cafile=certs.cafile, root=root, _process=process, _scratch_dirs=scratch)
         try:
             _wait_ready(process, port, ssl_port, log, stderr)
+            _wait_auth_ready(port, USER, PASSWORD, log, stderr)
         except _PortTaken as exc:
             server.stop()
             errors.append(str(exc))
@@ -348,6 +349,26 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, ssl_port: int, log:
         f"Dovecot did not greet on {HOST}:{port} within {START_TIMEOUT:.0f}s ({last_error}):\n"
         + _log_tail(log, stderr)
     )
+
+
+def _wait_auth_ready(port: int, user: str, password: str, log: Path, stderr: Path) -> None:
+    """Block until a LOGIN succeeds. The greeting comes from imap-login before the auth process has
+    answered its handshake; on a loaded machine the first login could then meet "[UNAVAILABLE]
+    Temporary authentication failure", which is Dovecot starting, not what a test means to check."""
+    deadline = time.monotonic() + START_TIMEOUT
+    answer = b""
+    while time.monotonic() < deadline:
+        with socket.create_connection((HOST, port), timeout=5) as sock:
+            _read_line(sock)
+            sock.sendall(f'a LOGIN "{user}" "{password}"\r\n'.encode())
+            answer = _read_line(sock)
+            while answer.startswith(b"*"):  # untagged lines (CAPABILITY) before the tagged answer
+                answer = _read_line(sock)
+            if answer.startswith(b"a OK"):
+                sock.sendall(b"b LOGOUT\r\n")
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"Dovecot refused the test user's login ({answer!r}):\n{_log_tail(log, stderr)}")
 
 
 def _read_line(sock: socket.socket) -> bytes:
