@@ -60,11 +60,20 @@ def oauth_bearer(kind: str, account: SmtpAccount | ImapServer):  # noqa: ANN201 
     return bearer(engine_unchecked(), kind, account.id)
 
 
-def _xoauth2_answer(username: str, token: secrets.Secret):  # noqa: ANN202 - smtplib's auth object
-    """XOAUTH2's initial response; to the error challenge (334 + JSON) the client answers empty."""
-    from bridge.oauth.providers import xoauth2
+def _bearer_answer(mechanism: str, username: str, token: secrets.Secret, host: str, port: int):  # noqa: ANN202
+    """smtplib's auth object: the initial response; to an error challenge (334 + JSON) the client answers
+    empty (XOAUTH2) or ^A (OAUTHBEARER), and the server then says 535."""
+    from bridge.oauth.providers import oauthbearer, xoauth2
 
+    if mechanism == "OAUTHBEARER":
+        return lambda challenge=None: oauthbearer(username, token.reveal(), host, port) if challenge is None else "\x01"
     return lambda challenge=None: xoauth2(username, token.reveal()) if challenge is None else ""
+
+
+def bearer_mechanism(offered: set[str]) -> str:
+    """XOAUTH2 where offered (Microsoft 365 and Google both take it), else OAUTHBEARER (RFC 7628), which
+    some servers offer alone."""
+    return "OAUTHBEARER" if "OAUTHBEARER" in offered and "XOAUTH2" not in offered else "XOAUTH2"
 
 
 def open_smtp(account: SmtpAccount, local_hostname: str | None = None) -> smtplib.SMTP:
@@ -88,7 +97,9 @@ def open_smtp(account: SmtpAccount, local_hostname: str | None = None) -> smtpli
             conn.ehlo()
         if oauth is not None:
             stage = "auth"
-            conn.auth("XOAUTH2", _xoauth2_answer(oauth.username, oauth.access_token), initial_response_ok=True)
+            mechanism = bearer_mechanism(set(conn.esmtp_features.get("auth", "").upper().split()))
+            conn.auth(mechanism, _bearer_answer(mechanism, oauth.username, oauth.access_token, account.host,
+                                                account.port), initial_response_ok=True)
         elif credentials.username:
             stage = "auth"
             if not conn.has_extn("auth"):
@@ -126,7 +137,12 @@ def open_imap(server: ImapServer) -> IMAPClient:
             client.starttls(ctx)
         stage = "login"
         if oauth is not None:
-            client.oauth2_login(oauth.username or server.username, oauth.access_token.reveal())
+            offered = {c.decode().upper().removeprefix("AUTH=") for c in client.capabilities()
+                       if c.startswith(b"AUTH=")}
+            if bearer_mechanism(offered) == "OAUTHBEARER":
+                client.oauthbearer_login(oauth.username or server.username, oauth.access_token.reveal())
+            else:
+                client.oauth2_login(oauth.username or server.username, oauth.access_token.reveal())
         else:
             client.login(server.username, credentials.secret.reveal() if credentials.secret else "")
         return client

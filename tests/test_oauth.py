@@ -151,3 +151,60 @@ def test_device_login_on_the_command_line_prints_the_url_and_code_and_waits(
     assert proc.returncode == 0, err
     assert "Signed in" in out
     assert "Status: OK" in lite_bridge.run("test", "smtp", "office").stdout
+
+
+def test_app_only_sending_needs_no_person(lite_bridge: Bridge, oauth_server: OAuthServer, peer: SmtpPeer,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client credentials (Microsoft 365 SMTP.SendAsApp): no sign-in, no refresh token, a token per need."""
+    monkeypatch.setenv("CLIENT_SECRET", oauth_server.client_secret)
+    lite_bridge.run("oauth", "add", "app", "--provider", "generic", "--client-id", oauth_server.client_id,
+                    "--client-secret-env", "CLIENT_SECRET", "--authorize-url", oauth_server.authorize_url,
+                    "--token-url", oauth_server.token_url, "--scope", oauth_server.app_scope)
+    out = lite_bridge.run("smtp", "add", "robot", "--host", peer.host, "--port", str(peer.port), "--security", "none",
+                          "--username", oauth_server.app_user, "--oauth", "app", "--oauth-flow", "app",
+                          "--default").stdout
+    assert "oauth login" not in out  # nothing for a person to do
+    lite_bridge.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Hi", "--body", "Hello")
+    lite_bridge.run("worker", "--once")
+    assert [e["status"] for e in lite_bridge.json("log")] == ["sent"]
+    assert oauth_server.token_requests("client_credentials") == 1 and oauth_server.token_requests("refresh_token") == 0
+    assert peer.oauth_attempts[-1].accepted and peer.oauth_attempts[-1].user == oauth_server.app_user
+    assert oauth_server.client_secret not in Path(tmp_path / "rb.db").read_bytes().decode("latin-1")
+    assert oauth_server.client_secret not in lite_bridge.run("oauth", "list").stdout
+
+
+def test_oauthbearer_answer_is_taken_by_a_server(oauth_server: OAuthServer, peer: SmtpPeer) -> None:
+    """The RFC 7628 response, for servers that offer OAUTHBEARER alone (XOAUTH2 is preferred where offered)."""
+    import smtplib
+
+    from bridge import secrets
+    from bridge.connections import _bearer_answer, bearer_mechanism
+
+    assert bearer_mechanism({"PLAIN", "OAUTHBEARER"}) == "OAUTHBEARER"
+    assert bearer_mechanism({"XOAUTH2", "OAUTHBEARER"}) == "XOAUTH2"
+    token = oauth_server.issue()["access_token"]
+    with smtplib.SMTP(peer.host, peer.port, timeout=10) as conn:
+        conn.ehlo()
+        answer = _bearer_answer("OAUTHBEARER", oauth_server.user, secrets.Secret(token), peer.host, peer.port)
+        assert conn.auth("OAUTHBEARER", answer, initial_response_ok=True)[0] == 235
+    with smtplib.SMTP(peer.host, peer.port, timeout=10) as conn:
+        conn.ehlo()
+        bad = _bearer_answer("OAUTHBEARER", oauth_server.user, secrets.Secret("not-a-token"), peer.host, peer.port)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            conn.auth("OAUTHBEARER", bad, initial_response_ok=True)
+    assert [(a.mechanism, a.accepted) for a in peer.oauth_attempts] == [("OAUTHBEARER", True), ("OAUTHBEARER", False)]
+
+
+def test_poller_reads_the_catch_all_with_tokens_only(lite_bridge: Bridge, oauth_server: OAuthServer,
+                                                      oauth_dovecot: Dovecot) -> None:
+    from tests.test_imap_poller import candidate, deliver
+
+    _client(lite_bridge, oauth_server)
+    lite_bridge.run("imap", "add", "catchall", "--host", "localhost", "--port", str(oauth_dovecot.ssl_port),
+                    "--security", "ssl", "--username", oauth_server.user, "--ca-file", str(oauth_dovecot.cafile),
+                    "--oauth", "corp", "--poll-folder", "INBOX")
+    _sign_in(lite_bridge, oauth_server, "imap", "catchall")
+    deliver(oauth_dovecot, [candidate(1), candidate(2)])
+    lite_bridge.run("worker", "--once")
+    assert len(lite_bridge.json("messages", "list")) == 2
+    assert oauth_server.introspections >= 1  # Dovecot checked the bearer token at the provider

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import click
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bridge import accounts, outbound, worker
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
-from models import DeliveryAttempt, OutboundMessage, utcnow
+from models import DeliveryAttempt, ImapServer, OutboundMessage, utcnow
+from models.db import session_scope
 
 STATUSES = outbound.STATUSES
 
@@ -192,13 +194,14 @@ def _due_count() -> int:
 @click.option("--once", is_flag=True, help="Do all work due now, then exit.")
 @click.option("--interval", default=5.0, show_default=True, type=float, help="Seconds between runs (without --once).")
 def worker_cmd(once: bool, interval: float) -> None:
-    """Send the queue and file sent mail in Sent folders."""
+    """Poll IMAP, route, send the queue, file sent mail in Sent folders, deliver webhooks."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     eng = engine()
     if not once:
         from bridge.serve import run_worker_forever
         run_worker_forever(eng, interval)
         return
+    polled = _poll_imap_once(eng)
     due = _due_count()
     if due > 1 and sys.stderr.isatty():
         with click.progressbar(length=due, label="Sending", file=sys.stderr, show_eta=True) as bar:
@@ -211,8 +214,25 @@ def worker_cmd(once: bool, interval: float) -> None:
             report = worker.run_once(eng, advance)
     else:
         report = worker.run_once(eng)
-    click.echo(f"sent {report.sent}, deferred {report.deferred}, undeliverable {report.undeliverable}, "
-               f"not sent {report.not_sent}, filed in Sent {report.filed}", err=True)
+    click.echo(f"polled {polled} new from IMAP, sent {report.sent}, deferred {report.deferred}, "
+               f"undeliverable {report.undeliverable}, not sent {report.not_sent}, filed in Sent {report.filed}",
+               err=True)
+
+
+def _poll_imap_once(eng: Engine) -> int:
+    """One pass over every IMAP poll folder (what `serve`'s watchers do continuously); returns new messages.
+    A server that cannot be reached is reported and the others still polled."""
+    from bridge import imap_poller
+
+    with session_scope(eng) as session:
+        servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()
+    new = 0
+    for server_id, name in servers:
+        result = imap_poller.poll_once(eng, server_id, f"{imap_poller.default_owner()}:once:{server_id}")
+        if result.error:
+            click.echo(f"IMAP {name}: {result.error}", err=True)
+        new += result.stored
+    return new
 
 
 COMMANDS = [send, log_cmd, requeue, worker_cmd]
