@@ -31,10 +31,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 
-from bridge import ingest
+from bridge import alerts, ingest
 from bridge.connections import StageError, endpoint_of, login_of, logout_quietly, open_imap
 from bridge.diagnosis import diagnose, failure_from_exception
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, NeedsSignIn
 from models import ImapFolderState, ImapServer, utcnow
 from models.db import session_scope
 
@@ -386,19 +386,30 @@ def poll_once(engine: Engine, server_id: int, owner: str, batch_size: int = 100,
     client: IMAPClient | None = None
     try:
         client = open_imap(server)
+        alerts.poller_ok(engine, server.name)  # error reports: it connects
         report.idle_supported = client.has_capability("IDLE")
         problems = _drain(engine, client, server.poll_folder, state_id, owner, batch_size, action, report, route)
         report.error = "; ".join(problems) or None
     except StageError as err:
         report.error = _describe(server, err.cause, err.stage)
+        _note_connect_failure(engine, server, client, err, report.error)
     except Exception as exc:  # noqa: BLE001 - reported, never raised: the caller polls again later
         report.error = _describe(server, exc, "poll")
+        _note_connect_failure(engine, server, client, exc, report.error)
     finally:
         logout_quietly(client)
         release_lease(engine, state_id, owner, report.error)
     if report.error:
         log.warning("polling %s/%s: %s", server.name, server.poll_folder, report.error)
     return report
+
+
+def _note_connect_failure(engine: Engine, server: ImapServer, client: IMAPClient | None, exc: BaseException,
+                          error: str) -> None:
+    """Error reports: no client means the connection (connect, TLS or login) failed. A grant that needs a
+    new sign-in is reported as its own condition by the token code."""
+    if client is None and not isinstance(exc, NeedsSignIn):
+        alerts.poller_failed(engine, server.name, error)
 
 
 # --- watching a folder ------------------------------------------------------------------------------
@@ -447,6 +458,8 @@ class _Watcher:
     def _fail(self, exc: BaseException, stage: str) -> str:
         error = _describe(self.server, exc, stage) if self.server is not None else str(exc)
         log.warning("watching IMAP server %s: %s", self.server_id, error)
+        if self.server is not None:
+            _note_connect_failure(self.engine, self.server, self.client, exc, error)
         if self.state_id is not None:
             _record(self.engine, self.state_id, self.owner, error)
         return "failed"
@@ -465,6 +478,7 @@ class _Watcher:
         try:
             if self.client is None:
                 self.client = open_imap(self.server)
+                alerts.poller_ok(self.engine, self.server.name)  # error reports: it connects
                 _keepalive(self.client)
             report = PollReport(idle_supported=self.client.has_capability("IDLE"))
             problems = _drain(self.engine, self.client, self.server.poll_folder, self.state_id, self.owner,

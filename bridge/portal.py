@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
+from bridge.compose import check_address
 from bridge.errors import ConfigError, InputError
 from models import Setting
 from routing.addresses import NumberedAddresses, TemplateError, validate_template
@@ -69,6 +70,39 @@ def _delays(value: str) -> str:
     return ",".join(f"{d:g}" for d in delays)
 
 
+def _on_off(value: str) -> str:
+    word = value.strip().lower()
+    if word in ("on", "yes", "true", "1"):
+        return "on"
+    if word in ("off", "no", "false", "0"):
+        return "off"
+    raise InputError("report_errors is `on` or `off`")
+
+
+def _header_text(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise InputError("a mail header value cannot contain a line break")
+    return value.strip()
+
+
+def _optional_address(field: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        return check_address(value.strip(), field) if value.strip() else ""
+    return check
+
+
+def _report_subject(value: str) -> str:
+    value = _header_text(value)
+    if not value:
+        raise InputError("report_subject cannot be empty")
+    try:
+        value.format(condition="x")
+    except (KeyError, IndexError, ValueError):
+        raise InputError("report_subject may use only the placeholder {condition}, e.g. "
+                         "\"replybridge: {condition}\"") from None
+    return value
+
+
 # key -> (default, validator returning the stored form, description)
 KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "reply_address": ("", _template, "template of the numbered address, e.g. jobs+{number}@example.com"),
@@ -79,6 +113,12 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "accepted_domains": ("[]", _list(_domain), "domains whose addresses the bridge receives mail for"),
     "retry_delays": ("60,300", _delays, "seconds before the 2nd and 3rd attempt after a temporary failure"),
     "acknowledgement": ("", _text, "text of the automatic answer to a new candidate's first message (empty: off)"),
+    "report_errors": ("off", _on_off, "`on`: mail critical conditions (and their recovery) to report_to"),
+    "report_to_name": ("", _header_text, "the name of the error reports' recipient"),
+    "report_to": ("", _optional_address("report_to"), "the address error reports go to"),
+    "report_from": ("", _optional_address("report_from"),
+                    "the error reports' From address (empty: the database-wide account's username)"),
+    "report_subject": ("replybridge: {condition}", _report_subject, "subject of error reports; {condition} names it"),
 }
 LIST_KEYS = {"reply_address_alternates", "accepted_domains"}
 
@@ -113,6 +153,11 @@ class PortalSettings:
     accepted_domains: tuple[str, ...]
     retry_delays: tuple[float, float]
     acknowledgement: str
+    report_errors: bool = False
+    report_to_name: str = ""
+    report_to: str = ""
+    report_from: str = ""
+    report_subject: str = "replybridge: {condition}"
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -130,6 +175,11 @@ class PortalSettings:
             "accepted_domains": list(self.accepted_domains),
             "retry_delays": list(self.retry_delays),
             "acknowledgement": self.acknowledgement,
+            "report_errors": "on" if self.report_errors else "off",
+            "report_to_name": self.report_to_name,
+            "report_to": self.report_to,
+            "report_from": self.report_from,
+            "report_subject": self.report_subject,
         }
 
 
@@ -146,4 +196,9 @@ def load(session: Session) -> PortalSettings:
         accepted_domains=tuple(json.loads(raw["accepted_domains"])),
         retry_delays=(first, second),
         acknowledgement=raw["acknowledgement"],
+        report_errors=raw["report_errors"] == "on",
+        report_to_name=raw["report_to_name"],
+        report_to=raw["report_to"],
+        report_from=raw["report_from"],
+        report_subject=raw["report_subject"],
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from bridge import routing_process, webhooks, worker
+from bridge import alerts, routing_process, webhooks, worker
 from bridge.cli.common import engine
 from bridge.errors import ConfigError
 from bridge.smtp_receiver import Receiver, ReceiverConfig
@@ -71,8 +71,10 @@ def _safe_run(eng: Engine) -> None:
     """One worker run; an error is logged and the next run tries again (the queue keeps the work)."""
     try:
         report = worker.run_once(eng, deliver_webhooks=False)  # _safe_deliver does them
-    except Exception:  # noqa: BLE001 - the service must outlive one failed run
+    except Exception as exc:  # noqa: BLE001 - the service must outlive one failed run
         log.exception("worker run failed; retrying at the next interval")
+        if alerts.is_storage_failure(exc):  # error reports: mailed from memory, the database may be what failed
+            alerts.storage_failed(eng, exc)
         return
     if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed or report.routed:
         log.info("worker: routed %s, sent %s, deferred %s, undeliverable %s, not sent %s, filed %s", report.routed,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from bridge import delivery, ingest, send_queue, sent_folder, webhooks
+from bridge import alerts, delivery, ingest, send_queue, sent_folder, webhooks
 from bridge.connections import StageError, endpoint_of
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import SIGN_IN_NEEDED, ConfigError, NeedsSignIn
@@ -36,7 +36,11 @@ class RunReport:
     routed: int = 0
     delivered: int = 0
     webhooks: int = 0  # webhook deliveries the receivers accepted
+    reported: int = 0  # conditions listed in the error report mailed by this run (0: none mailed)
     events: list[str] = field(default_factory=list)
+    # error reports (bridge.alerts): SMTP accounts with a success in this run, and the last failure of the others
+    accounts_ok: set[str] = field(default_factory=set)
+    accounts_failed: dict[str, str] = field(default_factory=dict)
 
 
 def _send_one(engine: Engine, pool: SmtpPool, claimed: send_queue.Claimed, report: RunReport) -> None:
@@ -57,6 +61,7 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: send_queue.Claimed, repor
         send_queue.record_not_sent(engine, claimed, str(err), "Set the account's password again, then queue "
                                                               "the message again.")
         report.not_sent += 1
+        report.accounts_failed[account.name] = f"{err}\nHint: set the account's password again."  # error reports
         return
     except StageError as err:
         if not isinstance(err.cause, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
@@ -66,10 +71,12 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: send_queue.Claimed, repor
         status = send_queue.record_failure(engine, claimed, failure, diag)
         setattr(report, status, getattr(report, status) + 1)
         report.events.append(f"#{claimed.id} {status}: {failure.reply()}")
+        report.accounts_failed[account.name] = f"{failure.reply()} (at {failure.stage})\nHint: {diag.hint}"  # reports
         log.warning("message %s %s: %s", claimed.id, status, failure.reply())
         return
     send_queue.record_sent(engine, claimed, accepted.code, accepted.reply)
     report.sent += 1
+    report.accounts_ok.add(account.name)  # error reports
     log.info("message %s sent to %s via %s", claimed.id, claimed.to_addr, account.name)
 
 
@@ -92,7 +99,18 @@ def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None
                     progress(report)
     finally:
         pool.close()
+    _note_accounts(engine, report)
     return report
+
+
+def _note_accounts(engine: Engine, report: RunReport) -> None:
+    """Error reports: a send that went through clears its account's condition; an account whose every send
+    of this run failed is (still) failing since the condition's first_seen."""
+    for name in report.accounts_ok:
+        alerts.smtp_ok(engine, name)
+    for name, detail in report.accounts_failed.items():
+        if name not in report.accounts_ok:
+            alerts.smtp_failed(engine, name, detail)
 
 
 def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None,
@@ -106,4 +124,15 @@ def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None
     report.delivered = delivery.run(engine)
     if deliver_webhooks:
         report.webhooks = webhooks.deliver_due(engine)
+    alerts.storage_ok(engine)  # this run used the database: its (in-memory) failure conditions are over
+    report.reported = _report_errors(engine)
     return report
+
+
+def _report_errors(engine: Engine) -> int:
+    """The error report mail of every condition due now; its own failure is logged, never raised or reported."""
+    try:
+        return alerts.report_due(engine)
+    except Exception:  # noqa: BLE001 - reporting must not fail the run it follows
+        log.warning("error reports: checking for due conditions failed", exc_info=True)
+        return 0

@@ -1,6 +1,7 @@
 """Tables and storage: SQLModel classes, engine and sessions, Alembic migrations."""
 
 from models.tables import (
+    AlertState,
     Alias,
     ApiToken,
     Candidate,
@@ -21,7 +22,7 @@ from models.tables import (
 )
 
 __all__ = [
-    "Alias", "ApiToken", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState", "ImapServer",
-    "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting", "SmtpAccount", "Webhook",
+    "AlertState", "Alias", "ApiToken", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState",
+    "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting", "SmtpAccount", "Webhook",
     "WebhookDelivery", "utcnow",
 ]

@@ -305,3 +305,22 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = None  # or why there was none (timeout, refused ...)
     created_at: dt.datetime = Field(default_factory=utcnow)
     delivered_at: dt.datetime | None = None
+
+
+class AlertState(SQLModel, table=True):
+    """One critical condition reported to the admin by mail (bridge.alerts): when it was first and last
+    seen, when a report about it last went out, and whether its recovery was reported. A recurrence
+    after a reported recovery starts the row afresh."""
+
+    __tablename__ = "alert_state"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)  # e.g. smtp:office, imap:box, oauth:smtp:office
+    title: str
+    detail: str  # the diagnosis and hint, never a secret
+    first_seen: dt.datetime = Field(default_factory=utcnow)
+    last_seen: dt.datetime = Field(default_factory=utcnow)
+    last_reported_at: dt.datetime | None = None
+    reported_problem: bool = False  # a problem (or still-open) report about this occurrence went out
+    recovered_at: dt.datetime | None = None
+    recovery_reported: bool = False

@@ -319,6 +319,15 @@ def test_loop_cmd(description: str, timeout: float) -> None:
     _print_report(loop_test.run(engine(), description, timeout))
 
 
+@test_group.command("report")
+def test_report_cmd() -> None:
+    """Send a sample error report to report_to through the database-wide account now (also while reporting
+    is off: then it says so), so the route is known to work before a real condition needs it."""
+    from bridge import alerts
+
+    _print_report(alerts.send_sample(engine()))
+
+
 def _print_report(report: Report | LoopReport) -> None:
     for line in report.lines():
         click.echo(line)

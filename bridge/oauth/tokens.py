@@ -18,7 +18,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bridge import secrets
+from bridge import alerts, secrets
 from bridge.errors import ConfigError, NeedsSignIn
 from bridge.oauth import providers
 from bridge.oauth.clients import configured_scopes
@@ -111,18 +111,31 @@ def bearer(engine: Engine, kind: str, account_id: int) -> Bearer:
             flow = account.oauth_flow or "delegated"
             grant = grant_of(session, kind, account_id)
             name, username = account.name, account.username or grant.username or ""
-            if grant.state != "ok" and flow != "app":
-                why = grant.state_reason or "not signed in yet"
-                raise NeedsSignIn(f"the {kind} account {name!r} must be signed in again ({why}): "
-                                  f"{fix_command(kind, name, client.provider)}")
-            if _fresh(grant):
-                return Bearer(username, secrets.decrypt(grant.access_token))
+            needs_sign_in = grant.state != "ok" and flow != "app"
+            why, provider = grant.state_reason or "not signed in yet", client.provider
+            usable = not needs_sign_in and _fresh(grant)
+            fresh = Bearer(username, secrets.decrypt(grant.access_token)) if usable else None
             grant_id = grant.id
+        if needs_sign_in:
+            raise _needs_sign_in(engine, kind, name, why, provider)
+        if fresh is not None:
+            alerts.signed_in(engine, kind, name)  # error reports: the grant works
+            return fresh
         if _take_lease(engine, grant_id):
-            return _refresh(engine, kind, account_id, grant_id)
+            bearer_ = _refresh(engine, kind, account_id, grant_id)
+            alerts.signed_in(engine, kind, name)  # error reports: the grant works
+            return bearer_
         if time.monotonic() > deadline:
             raise ConfigError(f"the token of {kind} account {name!r} is being refreshed elsewhere and did not arrive")
         time.sleep(0.2)  # another worker refreshes: its result is read on the next turn
+
+
+def _needs_sign_in(engine: Engine, kind: str, name: str, why: str, provider: str) -> NeedsSignIn:
+    """The error to raise, reported to the admin at once (bridge.alerts) with the command that fixes it."""
+    err = NeedsSignIn(f"the {kind} account {name!r} must be signed in again ({why}): "
+                      f"{fix_command(kind, name, provider)}")
+    alerts.needs_sign_in(engine, kind, name, f"{err}\nHint: sign in again; waiting mail is then sent by itself.")
+    return err
 
 
 def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Bearer:
@@ -143,8 +156,7 @@ def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Beare
                 grant.state, grant.state_reason = "needs_sign_in", f"{err.error}: {err.description or ''}".strip()
             session.add(grant)
         if refused:
-            raise NeedsSignIn(f"the {kind} account {name!r} must be signed in again ({err.error}): "
-                              f"{fix_command(kind, name, client.provider)}") from None
+            raise _needs_sign_in(engine, kind, name, err.error, client.provider) from None
         raise ConfigError(f"the token endpoint refused a new token for {kind} account {name!r}: {err.error}") from None
     except Exception:
         with session_scope(engine) as session:
