@@ -208,3 +208,32 @@ def test_poller_reads_the_catch_all_with_tokens_only(lite_bridge: Bridge, oauth_
     lite_bridge.run("worker", "--once")
     assert len(lite_bridge.json("messages", "list")) == 2
     assert oauth_server.introspections >= 1  # Dovecot checked the bearer token at the provider
+
+
+def test_google_service_account_sends_for_the_mailbox(lite_bridge: Bridge, oauth_server: OAuthServer,
+                                                      peer: SmtpPeer, tmp_path: Path) -> None:
+    """Google Workspace app-only: a service account's signed assertion (domain-wide delegation), no person."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    email = "bridge@project.iam.gserviceaccount.example"
+    oauth_server.service_accounts[email] = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps({"type": "service_account", "client_email": email, "private_key": private,
+                                    "token_uri": oauth_server.token_url}))
+    lite_bridge.run("oauth", "add", "gws", "--provider", "google", "--service-account-file", str(key_file))
+    lite_bridge.run("smtp", "add", "gmail", "--host", peer.host, "--port", str(peer.port), "--security", "none",
+                    "--username", oauth_server.user, "--oauth", "gws", "--oauth-flow", "app", "--default")
+    assert "Status: OK" in lite_bridge.run("test", "smtp", "gmail").stdout
+    lite_bridge.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Hi", "--body", "Hello")
+    lite_bridge.run("worker", "--once")
+    assert [e["status"] for e in lite_bridge.json("log")] == ["sent"]
+    assert peer.oauth_attempts[-1].accepted and peer.oauth_attempts[-1].user == oauth_server.user
+    stored = (tmp_path / "rb.db").read_bytes()
+    assert b"PRIVATE KEY" not in stored and private.splitlines()[1].encode() not in stored

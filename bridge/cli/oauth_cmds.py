@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 from sqlmodel import select
@@ -21,18 +22,30 @@ def oauth() -> None:
 @oauth.command("add")
 @click.argument("name")
 @click.option("--provider", required=True, type=click.Choice(providers.PROVIDERS))
-@click.option("--client-id", required=True, help="The application (client) id the provider gave.")
+@click.option("--client-id", help="The application (client) id the provider gave.")
+@click.option("--service-account-file", type=click.Path(exists=True, dir_okay=False),
+              help="Google Workspace app-only access: the service account's JSON key (domain-wide delegation).")
 @click.option("--client-secret-env", metavar="VAR", help="Read the client secret from this environment variable.")
 @click.option("--tenant", help="Microsoft: the tenant id or domain (app-only access needs it).")
 @click.option("--scope", "scopes", multiple=True, help="Scopes to ask for (default: the provider's mail scopes).")
 @click.option("--authorize-url")
 @click.option("--token-url")
 @click.option("--device-url")
-def oauth_add(name: str, provider: str, client_id: str, client_secret_env: str | None, tenant: str | None,
-              scopes: tuple[str, ...], authorize_url: str | None, token_url: str | None,
-              device_url: str | None) -> None:
-    """Register the application NAME that accounts sign in with."""
+def oauth_add(name: str, provider: str, client_id: str | None, service_account_file: str | None,
+              client_secret_env: str | None, tenant: str | None, scopes: tuple[str, ...], authorize_url: str | None,
+              token_url: str | None, device_url: str | None) -> None:
+    """Register the application NAME that accounts sign in with.
+
+    Google Workspace app-only access (--oauth-flow app) is a service account with domain-wide
+    delegation: give its key with --service-account-file; it acts for each account's mailbox."""
     secret = None
+    if service_account_file:
+        if provider != "google" or client_id or client_secret_env:
+            raise InputError("--service-account-file is for --provider google, without --client-id or a secret")
+        client_id, secret, key_token_url = clients.service_account(Path(service_account_file).read_text())
+        token_url = token_url or key_token_url
+    elif not client_id:
+        raise InputError("--client-id is needed (or --service-account-file for a Google service account)")
     if client_secret_env:
         secret = os.environ.get(client_secret_env)
         if not secret:

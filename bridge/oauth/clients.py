@@ -23,6 +23,16 @@ def _url(value: str | None, what: str) -> str | None:
     return value
 
 
+def service_account(text: str) -> tuple[str, str, str | None]:
+    """(client email, private key, token URI) from a Google service account's JSON key file."""
+    try:
+        key = json.loads(text)
+        return key["client_email"], key["private_key"], key.get("token_uri")
+    except (ValueError, KeyError, TypeError):
+        raise InputError("--service-account-file is not a Google service account key (JSON with client_email and "
+                         "private_key)") from None
+
+
 def add_client(session: Session, name: str, provider: str, client_id: str, *, client_secret: str | None = None,
                tenant: str | None = None, scopes: list[str] | None = None, authorize_url: str | None = None,
                token_url: str | None = None, device_url: str | None = None) -> OAuthClient:

@@ -36,8 +36,12 @@ class Bearer:
     access_token: secrets.Secret
 
 
-def fix_command(kind: str, name: str, provider: str) -> str:
-    """What the admin runs (or presses) to sign in again."""
+def fix_command(kind: str, name: str, provider: str, flow: str = "delegated") -> str:
+    """What the admin runs (or presses) to sign in again; app-only access has no person to sign in."""
+    if flow == "app":
+        grant = "the service account's key and its domain-wide delegation" if provider == "google" else (
+            "the client secret and the app's SMTP.SendAsApp / IMAP.AccessAsApp permission")
+        return f"check {grant}, then register the client again (replybridge oauth add)"
     button = {"microsoft": "Sign in with Microsoft", "google": "Sign in with Google"}.get(provider, "Sign in")
     return f"replybridge oauth login {kind} {name} --device, or the \"{button}\" button on the account's page"
 
@@ -86,12 +90,38 @@ def _take_lease(engine: Engine, grant_id: int) -> bool:
     return taken == 1
 
 
-def _request_token(client: OAuthClient, grant: OAuthGrant, kind: str, flow: str) -> dict[str, object]:
-    """One token request: client credentials for app-only, else the refresh token."""
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def _service_account_token(client: OAuthClient, private_key: str, scope: str, mailbox: str) -> dict[str, object]:
+    """Google Workspace app-only: the service account signs an assertion acting for the mailbox (domain-wide
+    delegation, RFC 7523); there is no refresh token, a new assertion is made each time."""
+    import httpx
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    now = int(time.time())
+    claims = {"iss": client.client_id, "sub": mailbox, "scope": scope, "aud": client.token_url, "iat": now,
+              "exp": now + 3600}
+    assertion = jwt.encode({"alg": "RS256", "typ": "JWT"}, claims, RSAKey.import_key(private_key))
+    answer = httpx.post(client.token_url, data={"grant_type": JWT_BEARER, "assertion": assertion}, timeout=20)
+    body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+    if answer.status_code != 200 or "access_token" not in body:
+        raise OAuthError(error=body.get("error", f"http_{answer.status_code}"),
+                         description=body.get("error_description"))
+    return body
+
+
+def _request_token(client: OAuthClient, grant: OAuthGrant, kind: str, flow: str, mailbox: str) -> dict[str, object]:
+    """One token request: client credentials (or a Google service account) for app-only, else the refresh token."""
     from authlib.integrations.httpx_client import OAuth2Client
 
     secret = secrets.decrypt(client.client_secret).reveal() if client.client_secret else None
     scope = " ".join(providers.scopes(client.provider, kind, flow, configured_scopes(client)))
+    if flow == "app" and client.provider == "google":
+        if not secret:
+            raise OAuthError(error="invalid_client", description="Google app-only access needs a service account key")
+        return _service_account_token(client, secret, scope, mailbox)
     method = "client_secret_post" if secret else "none"
     with OAuth2Client(client.client_id, secret, scope=scope, timeout=20, token_endpoint_auth_method=method) as http:
         if flow == "app":
@@ -130,10 +160,11 @@ def bearer(engine: Engine, kind: str, account_id: int) -> Bearer:
         time.sleep(0.2)  # another worker refreshes: its result is read on the next turn
 
 
-def _needs_sign_in(engine: Engine, kind: str, name: str, why: str, provider: str) -> NeedsSignIn:
+def _needs_sign_in(engine: Engine, kind: str, name: str, why: str, provider: str,
+                   flow: str = "delegated") -> NeedsSignIn:
     """The error to raise, reported to the admin at once (bridge.alerts) with the command that fixes it."""
-    err = NeedsSignIn(f"the {kind} account {name!r} must be signed in again ({why}): "
-                      f"{fix_command(kind, name, provider)}")
+    state = "was refused a token" if flow == "app" else "must be signed in again"
+    err = NeedsSignIn(f"the {kind} account {name!r} {state} ({why}): {fix_command(kind, name, provider, flow)}")
     alerts.needs_sign_in(engine, kind, name, f"{err}\nHint: sign in again; waiting mail is then sent by itself.")
     return err
 
@@ -144,9 +175,9 @@ def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Beare
         client = session.get(OAuthClient, account.oauth_client_id)
         grant = session.get(OAuthGrant, grant_id)
         flow = account.oauth_flow or "delegated"
-        name = account.name
+        name, mailbox = account.name, account.username or grant.username or ""
     try:
-        token = _request_token(client, grant, kind, flow)
+        token = _request_token(client, grant, kind, flow, mailbox)
     except OAuthError as err:
         refused = err.error in ("invalid_grant", "invalid_client", "unauthorized_client")
         with session_scope(engine) as session:
@@ -156,7 +187,7 @@ def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Beare
                 grant.state, grant.state_reason = "needs_sign_in", f"{err.error}: {err.description or ''}".strip()
             session.add(grant)
         if refused:
-            raise _needs_sign_in(engine, kind, name, err.error, client.provider) from None
+            raise _needs_sign_in(engine, kind, name, err.error, client.provider, flow) from None
         raise ConfigError(f"the token endpoint refused a new token for {kind} account {name!r}: {err.error}") from None
     except Exception:
         with session_scope(engine) as session:

@@ -39,7 +39,8 @@ USER = "ana@example.test"  # the mailbox user of tests.servers.dovecot
 SCOPE = "offline_access https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send"
 APP_SCOPE = "https://outlook.office365.com/.default"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-GRANT_TYPES = ("authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials")
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523: Google's service accounts
+GRANT_TYPES = ("authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials", JWT_GRANT)
 CODE_LIFETIME = 60.0
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels (no words), no digits (no 0/O confusion)
 
@@ -135,6 +136,8 @@ class OAuthServer:
     slow_down_step: float = 5.0
     token_delay: float = 0.0
     require_client_secret: bool = False
+    # service accounts (Google Workspace domain-wide delegation): client email -> public key (PEM)
+    service_accounts: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict, repr=False)
     _codes: dict[str, _Code] = field(default_factory=dict, repr=False)
     _devices: dict[str, _Device] = field(default_factory=dict, repr=False)
@@ -342,6 +345,8 @@ class OAuthServer:
             raise _OAuthError(failure[1], "injected failure", failure[0])
         if grant_type not in GRANT_TYPES:
             raise _OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+        if grant_type == JWT_GRANT:
+            return self._grant_jwt(_required(form, "assertion"))
         client_id = self._authenticate_client(form, authorization, need_secret=grant_type == "client_credentials")
         with self._lock:
             if grant_type == "authorization_code":
@@ -352,6 +357,26 @@ class OAuthServer:
                 return self._grant_device(form, client_id)
             return self._token_response(self.app_user, client_id, form.get("scope") or self.app_scope,
                                         refresh=False)
+
+    def _grant_jwt(self, assertion: str) -> dict[str, Any]:
+        """A service account's signed assertion acting for the mailbox in `sub` (domain-wide delegation)."""
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwk import RSAKey
+
+        unverified = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
+        key = self.service_accounts.get(unverified.get("iss", ""))
+        if key is None:
+            raise _OAuthError("invalid_client", "unknown service account", 401)
+        try:
+            claims = jwt.decode(assertion, RSAKey.import_key(key), algorithms=["RS256"]).claims
+            jwt.JWTClaimsRegistry(exp={"essential": True}).validate(claims)
+        except (JoseError, ValueError) as err:
+            raise _OAuthError("invalid_grant", f"bad assertion: {err}") from None
+        if claims.get("aud") != self.token_url or not claims.get("sub") or not claims.get("scope"):
+            raise _OAuthError("invalid_grant", "assertion needs aud = the token URL, sub and scope")
+        with self._lock:
+            return self._token_response(claims["sub"], claims["iss"], claims["scope"], refresh=False)
 
     def _grant_code(self, form: dict[str, str], client_id: str) -> dict[str, Any]:
         code = self._codes.get(_required(form, "code"))
