@@ -10,13 +10,20 @@ the host, for a provider's IP allow list.
 from __future__ import annotations
 
 import smtplib
-import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
 from bridge import portal
-from bridge.connections import StageError, close_quietly, endpoint_of, logout_quietly, open_imap, open_smtp
+from bridge.connections import (
+    StageError,
+    close_quietly,
+    endpoint_of,
+    logout_quietly,
+    open_imap,
+    open_smtp,
+    with_local_address,
+)
 from bridge.diagnosis import Endpoint, Failure, diagnose, failure_from_exception
 from bridge.errors import BridgeError
 from bridge.sent_folder import find_sent_folder
@@ -43,26 +50,8 @@ class Report:
         return out
 
 
-# Failures where the provider may be refusing this machine's address rather than the account.
-_UNANSWERED = frozenset({"timeout", "refused", "disconnected"})
-
-
-def outgoing_address(host: str, port: int) -> str | None:
-    """This machine's source address toward host:port, without sending anything: a UDP socket's connect()
-    only picks the route. None when the host does not resolve or no route exists."""
-    try:
-        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.connect(sockaddr)
-            return str(sock.getsockname()[0])
-    except (OSError, UnicodeError):
-        return None
-
-
 def _hint(failure: Failure, ep: Endpoint, sender: str | None = None) -> str:
-    if failure.kind in _UNANSWERED:
-        ep = replace(ep, local_address=outgoing_address(ep.host, ep.port))
-    return diagnose(failure, ep, sender).hint
+    return diagnose(failure, with_local_address(ep, failure), sender).hint
 
 
 def _sender_for(session: Session, account: SmtpAccount, employee_number: int | None) -> str | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
+import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imapclient import IMAPClient
 
 from bridge import secrets
-from bridge.diagnosis import Endpoint
+from bridge.diagnosis import Endpoint, Failure
 from models import ImapServer, SmtpAccount
 
 SECURITY_MODES = ("ssl", "starttls", "none")
@@ -39,6 +40,30 @@ class Login:
 def endpoint_of(account: SmtpAccount | ImapServer) -> Endpoint:
     protocol = "imap" if isinstance(account, ImapServer) else "smtp"
     return Endpoint(account.host, account.port, account.security, account.timeout, account.username, protocol)
+
+
+# Failures where the provider may be refusing this machine's address rather than the account.
+_UNANSWERED = frozenset({"timeout", "refused", "disconnected"})
+
+
+def outgoing_address(host: str, port: int) -> str | None:
+    """This machine's source address toward host:port, without sending anything: a UDP socket's connect()
+    only picks the route. None when the host does not resolve or no route exists."""
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return str(sock.getsockname()[0])
+    except (OSError, UnicodeError):
+        return None
+
+
+def with_local_address(ep: Endpoint, failure: Failure) -> Endpoint:
+    """The endpoint with this server's outgoing address filled in when nothing answered, so the hint can
+    name it for the provider's allow list (diagnosis itself stays pure)."""
+    if failure.kind in _UNANSWERED:
+        return replace(ep, local_address=outgoing_address(ep.host, ep.port))
+    return ep
 
 
 def login_of(account: SmtpAccount | ImapServer) -> Login:

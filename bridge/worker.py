@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from bridge import alerts, delivery, ingest, send_queue, sent_folder, webhooks
-from bridge.connections import StageError, endpoint_of
+from bridge.connections import StageError, endpoint_of, with_local_address
 from bridge.diagnosis import diagnose, failure_from_exception
 from bridge.errors import SIGN_IN_NEEDED, ConfigError, NeedsSignIn
 from bridge.smtp_sender import SmtpPool, transmit
@@ -67,7 +67,7 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: send_queue.Claimed, repor
         if not isinstance(err.cause, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
             pool.drop(account)  # the connection is in an unknown state; a refusal leaves it usable
         failure = failure_from_exception(err.cause, err.stage)
-        diag = diagnose(failure, endpoint_of(account), claimed.envelope_from)
+        diag = diagnose(failure, with_local_address(endpoint_of(account), failure), claimed.envelope_from)
         status = send_queue.record_failure(engine, claimed, failure, diag)
         setattr(report, status, getattr(report, status) + 1)
         report.events.append(f"#{claimed.id} {status}: {failure.reply()}")
