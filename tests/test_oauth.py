@@ -237,3 +237,57 @@ def test_google_service_account_sends_for_the_mailbox(lite_bridge: Bridge, oauth
     assert peer.oauth_attempts[-1].accepted and peer.oauth_attempts[-1].user == oauth_server.user
     stored = (tmp_path / "rb.db").read_bytes()
     assert b"PRIVATE KEY" not in stored and private.splitlines()[1].encode() not in stored
+
+
+def test_issue_done_when_tokens_only_then_a_revoked_grant_gives_one_clear_report(
+        lite_bridge: Bridge, oauth_server: OAuthServer, oauth_dovecot: Dovecot, peer: SmtpPeer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mail goes out from numbered addresses and is filed in Sent with tokens only; when the grant is revoked,
+    the admin gets one report mail naming the fix, the mail waits, and goes out after the new sign-in."""
+    from sqlmodel import Session, select
+
+    from models import OAuthGrant, SmtpAccount, utcnow
+
+    b = lite_bridge
+    oauth_server.app_user = "jobs@example.test"  # the app-only robot acts for another mailbox than Ana's
+    monkeypatch.setenv("CLIENT_SECRET", oauth_server.client_secret)
+    b.run("oauth", "add", "app", "--provider", "generic", "--client-id", oauth_server.client_id,
+          "--client-secret-env", "CLIENT_SECRET", "--authorize-url", oauth_server.authorize_url,
+          "--token-url", oauth_server.token_url, "--scope", oauth_server.app_scope)
+    b.run("smtp", "add", "robot", "--host", peer.host, "--port", str(peer.port), "--security", "none",
+          "--username", "jobs@example.test", "--oauth", "app", "--oauth-flow", "app", "--default")
+    _accounts(b, oauth_server, peer, oauth_dovecot)  # Ana's own account and IMAP server, delegated
+    _sign_in(b, oauth_server, "smtp", "office")
+    _sign_in(b, oauth_server, "imap", "box")
+    for key, value in (("report_errors", "on"), ("report_to", "admin@example.test"), ("report_to_name", "Ada")):
+        b.run("settings", "set", key, value)
+
+    b.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Interview", "--body", "Hello")
+    b.run("worker", "--once")
+    assert [(e["status"], e["sent_folder"]) for e in b.json("log")] == [("sent", "appended")]
+    assert peer.received[0].data in oauth_dovecot.folder_messages("Sent")
+    assert "jobs+1042@example.test" in peer.received[0].data.decode()
+
+    oauth_server.revoke(oauth_server.user)  # the tenant admin revokes Ana's grant
+    with Session(b.engine()) as session:  # and time passes: the access token is due
+        office = session.exec(select(SmtpAccount.id).where(SmtpAccount.name == "office")).one()
+        grant = session.exec(select(OAuthGrant).where(OAuthGrant.account_kind == "smtp",
+                                                      OAuthGrant.account_id == office)).one()
+        grant.expires_at = utcnow()
+        session.add(grant)
+        session.commit()
+    b.run("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Second round", "--body", "Hi")
+    b.run("worker", "--once")
+    b.run("worker", "--once")  # a second run within the hour: no second mail
+    reports = [r for r in peer.received if "admin@example.test" in r.rcpt_tos]
+    assert len(reports) == 1
+    text = reports[0].data.decode()
+    assert "office" in text and "oauth login smtp office --device" in text
+    waiting = next(e for e in b.json("log") if e["subject"] == "Second round")
+    assert (waiting["status"], waiting["attempts"]) == ("not_sent", 0)
+
+    _sign_in(b, oauth_server, "smtp", "office")  # what the report said to do
+    b.run("worker", "--once")
+    assert next(e for e in b.json("log") if e["subject"] == "Second round")["status"] == "sent"
+    reports = [r for r in peer.received if "admin@example.test" in r.rcpt_tos]
+    assert len(reports) == 2 and "recover" in reports[1].data.decode().lower()
