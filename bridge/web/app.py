@@ -37,10 +37,10 @@ def secure_cookies() -> bool:
 
 
 def _page_routers() -> list:
-    from bridge.web import admin, conversations, inbox, login, mail_log, message_view
+    from bridge.web import admin, conversations, inbox, login, mail_log, message_view, oauth_signin
 
     return [login.router, inbox.router, message_view.router, conversations.router, mail_log.router,
-            *admin.routers]
+            *admin.routers, oauth_signin.router]
 
 
 def create_app(engine: Engine) -> FastAPI:

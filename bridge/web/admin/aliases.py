@@ -1,4 +1,5 @@
-"""/admin/aliases: employees' sending identities, with their SMTP account and linked IMAP server."""
+"""/admin/aliases: employees' sending identities, with their SMTP account and linked IMAP server (and, for
+OAuth accounts, their sign-in state and button on the alias's page)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from sqlmodel import Session, select
 
 from bridge import accounts
 from bridge.errors import InputError, NotFound
+from bridge.oauth.status import SignInState, sign_in_state
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db
+from bridge.web.oauth_signin import allow_sign_in
 from bridge.web.templating import flash, render
 from models import Alias, Employee, ImapServer, SmtpAccount
 
@@ -59,12 +62,23 @@ def _alias(session: Session, alias_id: int) -> Alias:
     return alias
 
 
+def _sign_ins(session: Session, alias: Alias) -> list[tuple[str, SignInState]]:
+    """The OAuth sign-in states of the accounts this alias sends (and files) through, with a heading each."""
+    smtp = session.get(SmtpAccount, alias.smtp_account_id) if alias.smtp_account_id else accounts.default_smtp(session)
+    imap = session.get(ImapServer, alias.imap_server_id) if alias.imap_server_id else None
+    found = [(f"SMTP account {smtp.name}: OAuth sign-in", sign_in_state(session, "smtp", smtp)) if smtp else None,
+             (f"IMAP server {imap.name}: OAuth sign-in", sign_in_state(session, "imap", imap)) if imap else None]
+    return [(title, state) for title, state in filter(None, found) if state is not None]
+
+
 def _edit(request: Request, session: Session, alias: Alias, values: dict[str, str] | None = None,
           errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
-    return render(request, session, "admin/alias_edit.html",
-                  {"title": f"Alias {alias.description}", "alias": alias,
-                   "values": values_of(session, alias) if values is None else values, "errors": errors or {},
-                   **_choices(session)}, status_code=status_code)
+    sign_ins = _sign_ins(session, alias)
+    response = render(request, session, "admin/alias_edit.html",
+                      {"title": f"Alias {alias.description}", "alias": alias, "sign_ins": sign_ins,
+                       "values": values_of(session, alias) if values is None else values, "errors": errors or {},
+                       **_choices(session)}, status_code=status_code)
+    return allow_sign_in(response, [state for _, state in sign_ins])
 
 
 @router.get("/aliases")

@@ -1,4 +1,5 @@
-"""/admin/smtp: SMTP accounts, listed, added, edited and tried with Test connection."""
+"""/admin/smtp: SMTP accounts, listed, added, edited and tried with Test connection; signed in with a password
+or an OAuth client (then the edit page shows the sign-in state and the provider's sign-in button)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ from bridge import accounts
 from bridge.connection_test import check_smtp
 from bridge.connections import SECURITY_MODES
 from bridge.errors import InputError
+from bridge.oauth.status import sign_in_state
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db
+from bridge.web.oauth_signin import allow_sign_in
 from bridge.web.templating import flash, render
 from models import SmtpAccount
 
 router = forms.admin_router()
-NEW = {"port": "587", "security": "starttls", "timeout": "30"}
+NEW = {"port": "587", "security": "starttls", "timeout": "30", "signin": "password", "oauth_flow": "delegated"}
 
 
-def values_of(a: SmtpAccount) -> dict[str, str]:
+def values_of(session: Session, a: SmtpAccount) -> dict[str, str]:
     """An account as its edit form shows it (the password is never among them)."""
-    return {"name": a.name, "host": a.host, "port": str(a.port), "security": a.security, "username": a.username or "",
+    return {**forms.oauth_values(session, a),
+            "name": a.name, "host": a.host, "port": str(a.port), "security": a.security, "username": a.username or "",
             "timeout": forms.seconds(a.timeout), "ca_file": a.ca_file or "", "is_default": "1" if a.is_default else "",
             "provider_files_sent": "1" if a.provider_files_sent else ""}
 
@@ -38,19 +42,23 @@ def server_fields(values: dict[str, str]) -> accounts.ServerFields:
 def _list(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
           status_code: int = 200) -> Response:
     rows = session.exec(select(SmtpAccount).order_by(SmtpAccount.name)).all()
+    states = {a.id: sign_in_state(session, "smtp", a) for a in rows}
     return render(request, session, "admin/smtp.html",
-                  {"title": "SMTP accounts", "rows": rows, "values": values, "errors": errors,
-                   "modes": [(m, m) for m in SECURITY_MODES]}, status_code=status_code)
+                  {"title": "SMTP accounts", "rows": rows, "states": states, "values": values, "errors": errors,
+                   "modes": [(m, m) for m in SECURITY_MODES], **forms.oauth_choices(session)},
+                  status_code=status_code)
 
 
 def _edit(request: Request, session: Session, account: SmtpAccount, values: dict[str, str] | None = None,
           errors: dict[str, str] | None = None, report: list[str] | None = None, ok: bool = True,
           status_code: int = 200) -> Response:
-    return render(request, session, "admin/smtp_edit.html",
-                  {"title": f"SMTP account {account.name}", "account": account,
-                   "values": values_of(account) if values is None else values, "errors": errors or {},
-                   "report": report, "ok": ok, "modes": [(m, m) for m in SECURITY_MODES]},
-                  status_code=status_code)
+    state = sign_in_state(session, "smtp", account)
+    response = render(request, session, "admin/smtp_edit.html",
+                      {"title": f"SMTP account {account.name}", "account": account, "sign_in": state,
+                       "values": values_of(session, account) if values is None else values, "errors": errors or {},
+                       "report": report, "ok": ok, "modes": [(m, m) for m in SECURITY_MODES],
+                       **forms.oauth_choices(session)}, status_code=status_code)
+    return allow_sign_in(response, [state])
 
 
 @router.get("/smtp")
@@ -62,12 +70,17 @@ def smtp_list(request: Request, session: Session = Depends(db)) -> Response:
 def smtp_add(request: Request, values: dict[str, str] = Depends(forms.form_values),
              session: Session = Depends(db)) -> Response:
     try:
+        choice = forms.sign_in_choice(values)
         account = accounts.add_smtp(session, server_fields(values), is_default=forms.checked(values, "is_default"),
-                                    provider_files_sent=forms.checked(values, "provider_files_sent"))
+                                    provider_files_sent=forms.checked(values, "provider_files_sent"),
+                                    oauth=choice.client, oauth_flow=choice.flow)
     except InputError as err:
         return _list(request, session, forms.kept(values), forms.refused(session, err), status_code=422)
-    name = account.name
+    name, account_id = account.name, account.id
     session.commit()
+    if choice.client is not None and choice.flow == "delegated":  # the next step is on its page
+        flash(request, f"SMTP account {name!r} added: sign it in with the button below")
+        return RedirectResponse(f"/admin/smtp/{account_id}", status_code=303)
     flash(request, f"SMTP account {name!r} added")
     return RedirectResponse("/admin/smtp", status_code=303)
 
@@ -82,9 +95,12 @@ def smtp_update(request: Request, account_id: int, values: dict[str, str] = Depe
                 session: Session = Depends(db)) -> Response:
     account = accounts.smtp_by_id(session, account_id)
     try:
+        choice = forms.sign_in_choice(values)
+        forms.password_first(session, "smtp", account, choice)
         accounts.update_smtp(session, account_id, server_fields(values),
                              is_default=forms.checked(values, "is_default"),
                              provider_files_sent=forms.checked(values, "provider_files_sent"))
+        forms.oauth_after(session, "smtp", account, choice)
     except InputError as err:
         errors = forms.refused(session, err)
         return _edit(request, session, account, forms.kept(values), errors, status_code=422)
