@@ -351,3 +351,25 @@ def test_bad_input_is_refused_beside_its_field(web: Served) -> None:
             assert described and f"f-{field}-error" in described.group(1).split(), field
             assert "pw-without-user" not in r.text
     assert _state(web) == before
+
+
+def test_the_form_mends_an_app_password_and_host_port_and_says_so(web: Served) -> None:
+    """The CLI's set-up checks on the page: the note is shown, the stored values are the mended ones."""
+    with _signed_in(web, "admin@example.test") as (http, token):
+        r = http.post("/admin/smtp", data={"name": "gmail", "host": "smtp.example.test:587", "port": "",
+                                            "security": "starttls", "timeout": "30", "username": "ana@example.test",
+                                            "password": "abcd efgh ijkl mnop", "sign_in": "password",
+                                            "csrf_token": token})
+        assert r.status_code == 303, r.text
+        page = http.get(r.headers["location"]).text
+    assert "Note:" in page and "spaces" in page and "abcd efgh" not in page and "abcdefghijklmnop" not in page
+    [account] = web.bridge.json("smtp", "list")
+    assert (account["host"], account["port"]) == ("smtp.example.test", 587)
+    from sqlmodel import Session, select
+
+    from bridge import secrets
+    from models import SmtpAccount
+
+    with Session(web.bridge.engine()) as session:
+        stored = session.exec(select(SmtpAccount.secret)).one()
+    assert secrets.decrypt(stored).reveal() == "abcdefghijklmnop"

@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from bridge import accounts
+from bridge.accounts import ServerFields
 from bridge.errors import FieldError, InputError
 from bridge.web import auth
 from models import ImapServer, OAuthClient, OAuthGrant, SmtpAccount
@@ -55,6 +56,11 @@ def integer(values: dict[str, str], name: str, label: str) -> int:
         return int(raw)
     except ValueError:
         raise FieldError(name, f"{label} {raw!r} is not a whole number") from None
+
+
+def port(values: dict[str, str]) -> int | None:
+    """The port field; empty is allowed when the host field holds it (`smtp.example.com:587`)."""
+    return integer(values, "port", "port") if text(values, "port") else None
 
 
 def number(values: dict[str, str], name: str, label: str) -> float:
@@ -146,3 +152,10 @@ def oauth_after(session: Session, kind: str, account: SmtpAccount | ImapServer, 
 def _forget_grant(session: Session, kind: str, account_id: int) -> None:
     """The tokens belonged to the previous client or flow: they are never used again."""
     session.exec(delete(OAuthGrant).where(OAuthGrant.account_kind == kind, OAuthGrant.account_id == account_id))
+
+
+def with_notes(message: str, fields: ServerFields, protocol: str) -> str:
+    """The saved-message plus what validation mended or suspects (an app password's spaces, host:port, the
+    other protocol's host), as the CLI prints them after `smtp add` / `imap add`."""
+    notes = fields.notes(protocol)
+    return " ".join([message, *(f"Note: {n}" for n in notes)])

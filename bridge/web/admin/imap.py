@@ -78,9 +78,10 @@ def imap_add(request: Request, values: dict[str, str] = Depends(forms.form_value
     name, server_id = server.name, server.id
     session.commit()
     if choice.client is not None and choice.flow == "delegated":  # the next step is on its page
-        flash(request, f"IMAP server {name!r} added: sign it in with the button below")
+        flash(request, forms.with_notes(f"IMAP server {name!r} added: sign it in with the button below",
+                                        server_fields(values), "imap"))
         return RedirectResponse(f"/admin/imap/{server_id}", status_code=303)
-    flash(request, f"IMAP server {name!r} added")
+    flash(request, forms.with_notes(f"IMAP server {name!r} added", server_fields(values), "imap"))
     return RedirectResponse("/admin/imap", status_code=303)
 
 
@@ -103,7 +104,7 @@ def imap_update(request: Request, server_id: int, values: dict[str, str] = Depen
         return _edit(request, session, server, forms.kept(values), errors, status_code=422)
     name = server.name
     session.commit()
-    flash(request, f"IMAP server {name!r} saved")
+    flash(request, forms.with_notes(f"IMAP server {name!r} saved", server_fields(values), "imap"))
     return RedirectResponse(f"/admin/imap/{server_id}", status_code=303)
 
 

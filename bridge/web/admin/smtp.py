@@ -34,7 +34,7 @@ def values_of(session: Session, a: SmtpAccount) -> dict[str, str]:
 def server_fields(values: dict[str, str]) -> accounts.ServerFields:
     """The shared server fields as typed; an empty password is no password (on edit: keep the stored one)."""
     return accounts.ServerFields(forms.text(values, "name"), forms.text(values, "host"),
-                                 forms.integer(values, "port", "port"), forms.text(values, "security"),
+                                 forms.port(values), forms.text(values, "security"),
                                  forms.optional(values, "username"), values.get("password") or None,
                                  forms.number(values, "timeout", "timeout"), forms.optional(values, "ca_file"))
 
@@ -79,9 +79,10 @@ def smtp_add(request: Request, values: dict[str, str] = Depends(forms.form_value
     name, account_id = account.name, account.id
     session.commit()
     if choice.client is not None and choice.flow == "delegated":  # the next step is on its page
-        flash(request, f"SMTP account {name!r} added: sign it in with the button below")
+        flash(request, forms.with_notes(f"SMTP account {name!r} added: sign it in with the button below",
+                                        server_fields(values), "smtp"))
         return RedirectResponse(f"/admin/smtp/{account_id}", status_code=303)
-    flash(request, f"SMTP account {name!r} added")
+    flash(request, forms.with_notes(f"SMTP account {name!r} added", server_fields(values), "smtp"))
     return RedirectResponse("/admin/smtp", status_code=303)
 
 
@@ -106,7 +107,7 @@ def smtp_update(request: Request, account_id: int, values: dict[str, str] = Depe
         return _edit(request, session, account, forms.kept(values), errors, status_code=422)
     name = account.name
     session.commit()
-    flash(request, f"SMTP account {name!r} saved")
+    flash(request, forms.with_notes(f"SMTP account {name!r} saved", server_fields(values), "smtp"))
     return RedirectResponse(f"/admin/smtp/{account_id}", status_code=303)
 
 
