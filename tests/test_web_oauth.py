@@ -287,3 +287,31 @@ def test_client_secret_never_appears_and_bad_input_changes_nothing(
 
         for path in ("/admin/oauth", "/admin/smtp", "/admin/imap", f"/admin/aliases/{alias_id}"):
             assert secret not in http.get(path).text
+
+
+def test_google_service_account_key_is_taken_and_never_shown(web: Served) -> None:
+    """Google Workspace app-only access from the page: the pasted JSON key becomes the client, write-only."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.test_web_admin import _signed_in
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key = json.dumps({"type": "service_account", "client_email": "bridge@project.iam.gserviceaccount.example",
+                      "private_key": private, "token_uri": "https://oauth2.googleapis.com/token"})
+    with _signed_in(web, "admin@example.test") as (http, token):
+        refused = http.post("/admin/oauth", data={"name": "gws", "provider": "microsoft", "service_account_key": key,
+                                                  "csrf_token": token})
+        assert refused.status_code == 422 and "for the google provider" in refused.text
+        assert "PRIVATE KEY" not in refused.text  # a refused form does not send the key back
+        r = http.post("/admin/oauth", data={"name": "gws", "provider": "google", "service_account_key": key,
+                                            "csrf_token": token})
+        assert r.status_code == 303, r.text
+        page = http.get("/admin/oauth").text
+    assert "bridge@project.iam.gserviceaccount.example" in page and "PRIVATE KEY" not in page
+    [client] = web.bridge.json("oauth", "list")
+    assert (client["provider"], client["client_id"], client["client_secret"]) == (
+        "google", "bridge@project.iam.gserviceaccount.example", "set")

@@ -39,13 +39,7 @@ def oauth_add(name: str, provider: str, client_id: str | None, service_account_f
     Google Workspace app-only access (--oauth-flow app) is a service account with domain-wide
     delegation: give its key with --service-account-file; it acts for each account's mailbox."""
     secret = None
-    if service_account_file:
-        if provider != "google" or client_id or client_secret_env:
-            raise InputError("--service-account-file is for --provider google, without --client-id or a secret")
-        client_id, secret, key_token_url = clients.service_account(Path(service_account_file).read_text())
-        token_url = token_url or key_token_url
-    elif not client_id:
-        raise InputError("--client-id is needed (or --service-account-file for a Google service account)")
+    key = Path(service_account_file).read_text() if service_account_file else None
     if client_secret_env:
         secret = os.environ.get(client_secret_env)
         if not secret:
@@ -53,7 +47,7 @@ def oauth_add(name: str, provider: str, client_id: str | None, service_account_f
     with db() as session:
         clients.add_client(session, name, provider, client_id, client_secret=secret, tenant=tenant,
                            scopes=list(scopes), authorize_url=authorize_url, token_url=token_url,
-                           device_url=device_url)
+                           device_url=device_url, service_account_key=key)
     click.echo(f"OAuth client {name} added ({provider})")
 
 

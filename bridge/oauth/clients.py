@@ -33,9 +33,19 @@ def service_account(text: str) -> tuple[str, str, str | None]:
                          "private_key)") from None
 
 
-def add_client(session: Session, name: str, provider: str, client_id: str, *, client_secret: str | None = None,
-               tenant: str | None = None, scopes: list[str] | None = None, authorize_url: str | None = None,
-               token_url: str | None = None, device_url: str | None = None) -> OAuthClient:
+def add_client(session: Session, name: str, provider: str, client_id: str | None, *,
+               client_secret: str | None = None, tenant: str | None = None, scopes: list[str] | None = None,
+               authorize_url: str | None = None, token_url: str | None = None, device_url: str | None = None,
+               service_account_key: str | None = None) -> OAuthClient:
+    """A registered client. Google Workspace app-only access is a service account (`service_account_key`, its
+    JSON key): its email is the client id, its private key the secret, encrypted like any secret."""
+    if service_account_key:
+        if provider != "google" or client_id or client_secret:
+            raise InputError("a service account key is for --provider google, without a client id or secret")
+        client_id, client_secret, key_token_url = service_account(service_account_key)
+        token_url = token_url or key_token_url
+    if not client_id:
+        raise InputError("an OAuth client needs a --client-id (or a Google service account key)")
     name, client_id = name.strip(), client_id.strip()
     refuse_line_breaks(name=name, client_id=client_id, tenant=tenant)
     if not name or not client_id:

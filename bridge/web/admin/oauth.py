@@ -26,7 +26,7 @@ router = forms.admin_router()
 NEW = {"provider": "microsoft"}
 PROVIDER_OPTIONS = [("microsoft", "microsoft: Microsoft 365 / Outlook"), ("google", "google: Google Workspace / Gmail"),
                     ("generic", "generic: any provider, by its URLs")]
-WRITE_ONLY = ("client_secret",)
+WRITE_ONLY = ("client_secret", "service_account_key")
 
 
 def _used_by(session: Session) -> dict[int, list[str]]:
@@ -54,7 +54,13 @@ def _checked(values: dict[str, str]) -> None:
         raise FieldError("name", "an OAuth client needs a name")
     if forms.text(values, "provider") not in providers.PROVIDERS:
         raise FieldError("provider", f"provider is not one of: {', '.join(providers.PROVIDERS)}")
-    if not forms.text(values, "client_id"):
+    if forms.text(values, "service_account_key"):
+        if forms.text(values, "provider") != "google":
+            raise FieldError("service_account_key", "a service account key is for the google provider")
+        if forms.text(values, "client_id") or values.get("client_secret"):
+            raise FieldError("service_account_key", "with a service account key, leave Client ID and Client secret "
+                                                    "empty: the key holds both")
+    elif not forms.text(values, "client_id"):
         raise FieldError("client_id", "an OAuth client needs a Client ID: the application id the provider gave")
     for field, label in (("authorize_url", "Authorize URL"), ("token_url", "Token URL"),
                          ("device_url", "Device URL")):
@@ -82,10 +88,11 @@ def oauth_add(request: Request, values: dict[str, str] = Depends(forms.form_valu
             if session.exec(select(OAuthClient).where(OAuthClient.name == forms.text(values, "name"))).first():
                 raise InputError(f"an OAuth client named {forms.text(values, 'name')!r} exists already")
         client = clients.add_client(
-            session, forms.text(values, "name"), forms.text(values, "provider"), forms.text(values, "client_id"),
+            session, forms.text(values, "name"), forms.text(values, "provider"), forms.optional(values, "client_id"),
             client_secret=values.get("client_secret") or None, tenant=forms.optional(values, "tenant"),
             scopes=forms.text(values, "scopes").split(), authorize_url=forms.optional(values, "authorize_url"),
-            token_url=forms.optional(values, "token_url"), device_url=forms.optional(values, "device_url"))
+            token_url=forms.optional(values, "token_url"), device_url=forms.optional(values, "device_url"),
+            service_account_key=forms.optional(values, "service_account_key"))
     except InputError as err:
         shown = {k: v for k, v in forms.kept(values).items() if k not in WRITE_ONLY}
         return _list(request, session, shown, forms.refused(session, err), status_code=422)
