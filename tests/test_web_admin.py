@@ -7,32 +7,14 @@ real Dovecot; Test connection runs against them, so "Status: OK" and the diagnos
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import httpx
 
 from bridge.web import admin
 from tests.servers.dovecot import Dovecot
-from tests.servers.web import PASSWORD, Served, screenshot, sign_in
+from tests.servers.web import PASSWORD, Served, csrf_of, screenshot, sign_in, signed_in_client
 
 SMTP_PASSWORD = "smtp-secret-1"
 WRONG_SMTP_PASSWORD = "not-the-smtp-secret-7"
 WRONG_IMAP_PASSWORD = "not-the-imap-secret-9"
-
-
-def _csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-@contextmanager
-def _signed_in(web: Served, email: str) -> Iterator[tuple[httpx.Client, str]]:
-    """An httpx client signed in as `email`, and its CSRF token."""
-    with web.client() as http:
-        token = _csrf(http.get("/login").text)
-        r = http.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
-        assert r.status_code == 303, r.text
-        yield http, _csrf(http.get("/unassigned").text)
 
 
 def _submit(page, button: str, path: str) -> int:  # noqa: ANN001
@@ -207,7 +189,7 @@ def test_recruiter_gets_403_on_every_admin_url(web: Served) -> None:
     assert {("GET", "/admin/settings"), ("POST", "/admin/smtp/1/test"), ("POST", "/admin/employees/1/deactivate"),
             ("POST", "/admin/employees/1/password")} <= set(routes)
     before = _state(web)
-    with _signed_in(web, "ana@example.test") as (http, token):
+    with signed_in_client(web, "ana@example.test") as (http, token):
         answers = {(method, path): http.request(method, path, data={"csrf_token": token, "name": "x", "port": "25",
                                                                      "new_password": "a-new-password-1",
                                                                      "reply_address": "x+{number}@example.test"}
@@ -221,7 +203,7 @@ def test_recruiter_gets_403_on_every_admin_url(web: Served) -> None:
 
 def test_form_post_without_csrf_token_is_refused_and_changes_nothing(web: Served) -> None:
     before = _state(web)
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         posts = {"/admin/smtp": {"name": "office", "host": "smtp.example.test", "port": "25", "security": "none",
                                  "timeout": "30"},
                  "/admin/employees": {"number": "2001", "name": "Ben", "email": "ben@example.test", "active": "1"},
@@ -290,7 +272,7 @@ def test_admin_adds_an_employee_sets_a_password_and_deactivates_them(web: Served
     assert _submit(page, "Set password", "/admin/employees/2001/password") == 303
     assert "password set" in page.locator(".flash").inner_text()
     assert PASSWORD not in page.content()
-    with _signed_in(web, "ben@example.test"):  # the password works
+    with signed_in_client(web, "ben@example.test"):  # the password works
         pass
 
     page.get_by_label("Admin", exact=True).check()
@@ -302,13 +284,13 @@ def test_admin_adds_an_employee_sets_a_password_and_deactivates_them(web: Served
     ben = next(e for e in web.bridge.json("employee", "list") if e["number"] == 2001)
     assert (ben["admin"], ben["active"]) == (True, False)
     with web.client() as http:
-        token = _csrf(http.get("/login").text)
+        token = csrf_of(http.get("/login").text)
         r = http.post("/login", data={"email": "ben@example.test", "password": PASSWORD, "csrf_token": token})
         assert r.status_code == 401
 
 
 def test_an_admin_cannot_lock_themselves_out(web: Served) -> None:
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         r = http.post("/admin/employees/1/deactivate", data={"csrf_token": token})
         assert r.status_code == 422 and "cannot deactivate yourself" in r.text
         r = http.post("/admin/employees/1", data={"csrf_token": token, "name": "Ada Admin",
@@ -341,7 +323,7 @@ BAD_INPUT = [  # (form, typed values, the field the error is beside, words of th
 
 def test_bad_input_is_refused_beside_its_field(web: Served) -> None:
     before = _state(web)
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         for path, data, field, words in BAD_INPUT:
             r = http.post(path, data={**data, "csrf_token": token})
             assert r.status_code == 422, (path, field)
@@ -355,7 +337,7 @@ def test_bad_input_is_refused_beside_its_field(web: Served) -> None:
 
 def test_the_form_mends_an_app_password_and_host_port_and_says_so(web: Served) -> None:
     """The CLI's set-up checks on the page: the note is shown, the stored values are the mended ones."""
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         r = http.post("/admin/smtp", data={"name": "gmail", "host": "smtp.example.test:587", "port": "",
                                             "security": "starttls", "timeout": "30", "username": "ana@example.test",
                                             "password": "abcd efgh ijkl mnop", "sign_in": "password",

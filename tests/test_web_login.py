@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.servers.web import PASSWORD, Served, screenshot, sign_in
-
-
-def _csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+from tests.servers.web import PASSWORD, Served, csrf_of, screenshot, sign_in
 
 
 def test_sign_in_and_out_in_the_browser(web: Served, page) -> None:  # noqa: ANN001
@@ -29,7 +25,7 @@ def test_wrong_email_and_wrong_password_get_the_same_answer(web: Served) -> None
     answers = []
     for email, password in (("nobody@example.test", PASSWORD), ("ana@example.test", "wrong password!!")):
         with web.client() as http:
-            token = _csrf(http.get("/login").text)
+            token = csrf_of(http.get("/login").text)
             r = http.post("/login", data={"email": email, "password": password, "csrf_token": token})
             answers.append((r.status_code, "Wrong email or password" in r.text))
     assert answers == [(401, True), (401, True)]
@@ -37,7 +33,7 @@ def test_wrong_email_and_wrong_password_get_the_same_answer(web: Served) -> None
 
 def test_repeated_failures_are_slowed_down(web: Served) -> None:
     with web.client() as http:
-        token = _csrf(http.get("/login").text)
+        token = csrf_of(http.get("/login").text)
         codes = [http.post("/login", data={"email": "ana@example.test", "password": f"nope-{i}-xxxxxx",
                                            "csrf_token": token}).status_code for i in range(7)]
         assert codes[:5] == [401] * 5 and 429 in codes[5:]
@@ -55,7 +51,7 @@ def test_post_without_csrf_token_is_refused(web: Served) -> None:
 
 def test_session_cookie_and_security_headers(web: Served) -> None:
     with web.client() as http:
-        token = _csrf(http.get("/login").text)
+        token = csrf_of(http.get("/login").text)
         r = http.post("/login", data={"email": "ana@example.test", "password": PASSWORD, "csrf_token": token})
         assert r.status_code == 303
         cookie = r.headers["set-cookie"].lower()
@@ -68,7 +64,7 @@ def test_session_cookie_and_security_headers(web: Served) -> None:
 
 def test_deactivated_employee_is_signed_out(web: Served) -> None:
     with web.client() as http:
-        token = _csrf(http.get("/login").text)
+        token = csrf_of(http.get("/login").text)
         http.post("/login", data={"email": "ana@example.test", "password": PASSWORD, "csrf_token": token})
         assert http.get("/unassigned").status_code == 200
         web.bridge.run("employee", "deactivate", "1042")
@@ -84,7 +80,7 @@ def test_healthz(web: Served) -> None:
 
 def test_open_redirect_refused(web: Served) -> None:
     with web.client() as http:
-        token = _csrf(http.get("/login").text)
+        token = csrf_of(http.get("/login").text)
         r = http.post("/login", data={"email": "ana@example.test", "password": PASSWORD, "csrf_token": token,
                                       "next": "https://evil.example/"})
     assert r.headers["location"] == "/unassigned"

@@ -7,7 +7,6 @@ CSS, tracking pixel, form, refresh) shows up there, so "nothing loaded" is measu
 from __future__ import annotations
 
 import base64
-import contextlib
 import email
 import email.policy
 import http.server
@@ -17,11 +16,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
-from tests.servers.web import PASSWORD, Served, add_user, screenshot, sign_in
+from tests.servers.web import Served, add_user, csrf_of, screenshot, sign_in, signed_in_client
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
                        "RU5ErkJggg==")  # 1x1
@@ -109,19 +107,6 @@ def candidate(mid: str, to: str = "jobs@example.test", sender: str = "Cand <cand
             f"{body}\r\n")
 
 
-@contextlib.contextmanager
-def signed_in(web: Served, address: str) -> Iterator[httpx.Client]:
-    with web.client() as http:
-        token = csrf(http.get("/login").text)
-        r = http.post("/login", data={"email": address, "password": PASSWORD, "csrf_token": token})
-        assert r.status_code == 303, r.text
-        yield http
-
-
-def csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
 def message(web: Served, inbound_id: int) -> dict:
     return next(m for m in web.bridge.json("messages", "list") if m["id"] == inbound_id)
 
@@ -178,7 +163,7 @@ def test_attachment_downloads_are_never_pages(web: Served) -> None:
     stored = ingest(web, raw)
     assert stored["employee_number"] == 1042
     base = f"/messages/{stored['id']}/attachments"
-    with signed_in(web, "ana@example.test") as http:
+    with signed_in_client(web, "ana@example.test") as (http, _token):
         page = http.get(f"/messages/{stored['id']}")
         assert page.status_code == 200
         for index, name in enumerate(('Lebenslauf Müller "final".pdf', "page.html", "logo.svg")):
@@ -280,10 +265,10 @@ def test_who_may_see_what(web: Served) -> None:
                                    extra="MIME-Version: 1.0\r\n"))
     assert theirs["employee_number"] == 2001
     unassigned = ingest(web, candidate("open-1@example.org"), name="open.eml")
-    with signed_in(web, "ana@example.test") as ana:
+    with signed_in_client(web, "ana@example.test") as (ana, _token):
         assert ana.get(f"/messages/{theirs['id']}").status_code == 403
         assert ana.get(f"/messages/{theirs['id']}/attachments/0").status_code == 403
-        token = csrf(ana.get(f"/messages/{unassigned['id']}").text)
+        token = csrf_of(ana.get(f"/messages/{unassigned['id']}").text)
         r = ana.post(f"/messages/{theirs['id']}/reply", data={"reply": "hi", "csrf_token": token})
         assert r.status_code == 403
         assert ana.get(f"/messages/{unassigned['id']}/raw").status_code == 403
@@ -291,7 +276,7 @@ def test_who_may_see_what(web: Served) -> None:
         assert page.status_code == 200 and "Raw source" not in page.text
         assert "sent as 1042 Ana Ruiz" in page.text  # a recruiter answers unassigned mail as themselves
     assert [e for e in web.bridge.json("log") if e["purpose"] == "message"] == []
-    with signed_in(web, "admin@example.test") as admin:
+    with signed_in_client(web, "admin@example.test") as (admin, _token):
         page = admin.get(f"/messages/{theirs['id']}")
         assert page.status_code == 200 and "Raw source" in page.text
         assert "sent as 2001 Bo Berg" in page.text  # an admin answers as the message's recruiter
@@ -305,11 +290,11 @@ def test_who_may_see_what(web: Served) -> None:
 
 def test_dismiss_without_csrf_token_is_refused(web: Served) -> None:
     stored = ingest(web, candidate("csrf-1@example.org"))
-    with signed_in(web, "ana@example.test") as ana:
+    with signed_in_client(web, "ana@example.test") as (ana, _token):
         r = ana.post(f"/messages/{stored['id']}/dismiss", data={})
         assert r.status_code == 403 and "nothing was changed" in r.text
         assert message(web, stored["id"])["triage"] == "open"
-        token = csrf(ana.get(f"/messages/{stored['id']}").text)
+        token = csrf_of(ana.get(f"/messages/{stored['id']}").text)
         r = ana.post(f"/messages/{stored['id']}/dismiss", data={"csrf_token": token})
         assert r.status_code == 303 and r.headers["location"] == "/unassigned"
         assert message(web, stored["id"])["triage"] == "dismissed"

@@ -6,8 +6,6 @@ code with PKCE and `state`) against the provider stand-in, and "sign in again" a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -17,21 +15,7 @@ from sqlmodel import Session, select
 from models import OAuthGrant, SmtpAccount, utcnow
 from tests.servers.oauth import SCOPE, OAuthServer
 from tests.servers.smtp_peers import SmtpPeer
-from tests.servers.web import PASSWORD, Served, screenshot, sign_in
-
-
-def _csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-@contextmanager
-def _signed_in(web: Served, email: str) -> Iterator[tuple[httpx.Client, str]]:
-    """An httpx client signed in as `email`, and its CSRF token."""
-    with web.client() as http:
-        token = _csrf(http.get("/login").text)
-        r = http.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
-        assert r.status_code == 303, r.text
-        yield http, _csrf(http.get("/unassigned").text)
+from tests.servers.web import Served, screenshot, sign_in, signed_in_client
 
 
 @pytest.fixture
@@ -172,7 +156,7 @@ def test_admin_signs_an_smtp_account_in_with_the_button_and_again_after_a_revoca
 def test_the_callback_takes_only_the_state_this_browser_started_once(
         web: Served, oauth_server: OAuthServer, peer: SmtpPeer) -> None:
     account_id = _cli_setup(web, oauth_server, peer)  # the stand-in approves at once (auto_approve)
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         # a callback with a state this browser never started: refused, nothing changed
         r = http.get("/oauth/callback", params={"code": "stolen", "state": "forged"})
         assert r.status_code == 400 and "expired or was forged" in r.text and "nothing changed" in r.text
@@ -208,7 +192,7 @@ def test_the_callback_takes_only_the_state_this_browser_started_once(
 def test_recruiters_may_not_see_oauth_clients_nor_start_a_sign_in(
         web: Served, oauth_server: OAuthServer, peer: SmtpPeer) -> None:
     account_id = _cli_setup(web, oauth_server, peer)
-    with _signed_in(web, "ana@example.test") as (http, token):
+    with signed_in_client(web, "ana@example.test") as (http, token):
         assert http.get("/admin/oauth").status_code == 403
         assert http.post("/admin/oauth", data={"csrf_token": token, "name": "x"}).status_code == 403
         r = http.post(f"/oauth/start/smtp/{account_id}", data={"csrf_token": token})
@@ -222,7 +206,7 @@ def test_recruiters_may_not_see_oauth_clients_nor_start_a_sign_in(
 def test_client_secret_never_appears_and_bad_input_changes_nothing(
         web: Served, oauth_server: OAuthServer, peer: SmtpPeer) -> None:
     secret = "s3cret-value-never-shown-42"
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         r = http.post("/admin/oauth", data={"csrf_token": token, "name": "bad", "provider": "generic",
                                             "client_id": "app", "client_secret": secret,
                                             "authorize_url": "not a url", "token_url": oauth_server.token_url})
@@ -296,13 +280,12 @@ def test_google_service_account_key_is_taken_and_never_shown(web: Served) -> Non
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tests.test_web_admin import _signed_in
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     key = json.dumps({"type": "service_account", "client_email": "bridge@project.iam.gserviceaccount.example",
                       "private_key": private, "token_uri": "https://oauth2.googleapis.com/token"})
-    with _signed_in(web, "admin@example.test") as (http, token):
+    with signed_in_client(web, "admin@example.test") as (http, token):
         refused = http.post("/admin/oauth", data={"name": "gws", "provider": "microsoft", "service_account_key": key,
                                                   "csrf_token": token})
         assert refused.status_code == 422 and "for the google provider" in refused.text

@@ -4,13 +4,9 @@ assign and dismiss, keyset paging, the dismissed view, CSRF, and candidate text 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.servers.web import PASSWORD, Served, screenshot, sign_in
+from tests.servers.web import Served, screenshot, sign_in, signed_in_client
 from tests.test_ingest import reply
 
 
@@ -28,17 +24,6 @@ def _ingest(web: Served, tmp_path: Path, messages: list[tuple[str, str, str]], t
 
 def _open_ids(web: Served) -> list[int]:
     return [m["id"] for m in web.bridge.json("unassigned", "list")]
-
-
-@contextmanager
-def _signed_in(web: Served, email: str = "ana@example.test") -> Iterator[tuple[httpx.Client, str]]:
-    """An HTTP client signed in as `email`, and the session's CSRF token."""
-    with web.client() as http:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', http.get("/login").text).group(1)
-        r = http.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
-        assert r.status_code == 303, r.text
-        # signing in starts a new session with its own token: take it from a page
-        yield http, re.search(r'name="csrf_token" value="([^"]+)"', http.get("/unassigned").text).group(1)
 
 
 def _rows(page) -> list[str]:  # noqa: ANN001 - playwright Page
@@ -127,14 +112,14 @@ def test_paging_past_fifty_newest_first(web: Served, page, tmp_path: Path) -> No
     page.get_by_role("link", name="Newer").click()
     page.wait_for_load_state()
     assert page.locator("table.inbox tbody tr td:nth-child(3) a").all_inner_texts() == newest_first[:50]
-    with _signed_in(web) as (http, _token):  # a broken cursor is refused, not guessed at
+    with signed_in_client(web, "ana@example.test") as (http, _token):  # a broken cursor is refused, not guessed at
         assert http.get("/unassigned?before=yesterday").status_code == 400
 
 
 def test_refusals_change_nothing(web: Served, tmp_path: Path) -> None:
     got = _ingest(web, tmp_path, [(f"p{n}@firm.example", f"Hi {n}", "x") for n in range(3)])
     ids = [str(m["id"]) for m in got]
-    with _signed_in(web) as (http, token):
+    with signed_in_client(web, "ana@example.test") as (http, token):
         r = http.post("/unassigned/bulk", data={"ids": ids[:2], "action": "assign", "employee": "1042"})
         assert r.status_code == 403 and "nothing was changed" in r.text  # no CSRF token
         r = http.post("/unassigned/bulk", data={"ids": ids[:2], "action": "assign", "employee": "",
@@ -159,7 +144,7 @@ def test_candidate_text_is_shown_as_text(web: Served, page, tmp_path: Path) -> N
     subject = '<script>alert("x")</script><img src=x onerror=alert(1)> Hello'
     blank, got = _ingest(web, tmp_path, [("quiet@mail.example", "", "x"),
                                          ('"<b>Eve</b>" <eve@evil.example>', subject, "x")])
-    with _signed_in(web) as (http, _token):
+    with signed_in_client(web, "ana@example.test") as (http, _token):
         html = http.get("/unassigned").text
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html and "<img src=x" not in html
     sign_in(page, web, "ana@example.test")

@@ -8,12 +8,14 @@ pages in one `serve`, on free ports, against the test's database. Set-up stays i
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,6 +154,22 @@ def page(browser):  # noqa: ANN001, ANN201 - playwright Browser / Page
     pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
     yield pg
     context.close()
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+@contextmanager
+def signed_in_client(served: Served, email: str, password: str = PASSWORD) -> Iterator[tuple[httpx.Client, str]]:
+    """An HTTP client signed in as `email`, and its session's CSRF token (signing in starts a new session
+    with a token of its own, so it is read from a page after the sign-in)."""
+    with served.client() as http:
+        r = http.post("/login", data={"email": email, "password": password,
+                                      "csrf_token": csrf_of(http.get("/login").text)})
+        assert r.status_code == 303, r.text
+        yield http, csrf_of(http.get("/unassigned").text)
 
 
 def sign_in(page, served: Served, email: str, password: str = PASSWORD) -> None:  # noqa: ANN001
