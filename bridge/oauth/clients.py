@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from bridge import secrets
 from bridge.compose import refuse_line_breaks
-from bridge.errors import InputError, NotFound
+from bridge.errors import FieldError, InputError, NotFound
 from bridge.oauth import providers
 from models import OAuthClient
 
@@ -51,7 +51,7 @@ def add_client(session: Session, name: str, provider: str, client_id: str | None
     if not name or not client_id:
         raise InputError("an OAuth client needs a name and a --client-id")
     if session.exec(select(OAuthClient).where(OAuthClient.name == name)).first():
-        raise InputError(f"an OAuth client named {name!r} exists already")
+        raise FieldError("name", f"an OAuth client named {name!r} exists already")
     found = providers.endpoints(provider, tenant, _url(authorize_url, "--authorize-url"),
                                 _url(token_url, "--token-url"), _url(device_url, "--device-url"))
     client = OAuthClient(name=name, provider=provider, client_id=client_id,

@@ -12,7 +12,6 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge.accounts import about
 from bridge.errors import FieldError, InputError
 from bridge.oauth import clients, providers
 from bridge.web import auth
@@ -84,9 +83,6 @@ def oauth_add(request: Request, values: dict[str, str] = Depends(forms.form_valu
               session: Session = Depends(db)) -> Response:
     try:
         _checked(values)
-        with about("name"):
-            if session.exec(select(OAuthClient).where(OAuthClient.name == forms.text(values, "name"))).first():
-                raise InputError(f"an OAuth client named {forms.text(values, 'name')!r} exists already")
         client = clients.add_client(
             session, forms.text(values, "name"), forms.text(values, "provider"), forms.optional(values, "client_id"),
             client_secret=values.get("client_secret") or None, tenant=forms.optional(values, "tenant"),
