@@ -9,7 +9,6 @@ suggestions for all its rows in a constant number of queries (bridge/suggestions
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -20,6 +19,8 @@ from sqlmodel import Session, select
 from bridge import suggestions, triage
 from bridge.errors import BridgeError
 from bridge.web import auth
+from bridge.web.api import paging
+from bridge.web.api.errors import BadField
 from bridge.web.deps import db
 from bridge.web.templating import flash, render
 from models import Employee, InboundMessage
@@ -27,8 +28,6 @@ from models import Employee, InboundMessage
 router = APIRouter()
 PAGE = 50
 VIEWS = {"open": "open", "dismissed": "dismissed"}  # ?view= -> triage state listed
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_CURSOR = re.compile(r"^(-?\d{1,19})-(\d{1,19})$")
 SHOWN = (InboundMessage.id, InboundMessage.from_addr, InboundMessage.from_name, InboundMessage.subject,
          InboundMessage.received_at, InboundMessage.reason, InboundMessage.kind, InboundMessage.flagged,
          InboundMessage.triage)
@@ -36,27 +35,23 @@ SHOWN = (InboundMessage.id, InboundMessage.from_addr, InboundMessage.from_name, 
 
 @dataclass(frozen=True)
 class Cursor:
-    """A place in the newest-first order: the row's received time and id (ties on time go by id)."""
+    """A place in the newest-first order: the row's received time and id (ties on time go by id). Its
+    text is the API's message cursor (bridge.web.api.paging): one format for both lists."""
 
     received_at: dt.datetime
     id: int
 
     def encode(self) -> str:
-        when = self.received_at if self.received_at.tzinfo else self.received_at.replace(tzinfo=dt.UTC)
-        return f"{(when - EPOCH) // dt.timedelta(microseconds=1)}-{self.id}"
+        return paging.after_message(self.received_at, self.id)
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor | None:
         if not text:
             return None
-        match = _CURSOR.match(text)
-        if not match:
-            raise HTTPException(400, "That page link is not valid: start again from the first page.")
         try:
-            when = EPOCH + dt.timedelta(microseconds=int(match.group(1)))
-        except OverflowError:
+            return cls(*paging.message_position(text))
+        except BadField:
             raise HTTPException(400, "That page link is not valid: start again from the first page.") from None
-        return cls(when, int(match.group(2)))
 
     @classmethod
     def of(cls, row: Row) -> Cursor:

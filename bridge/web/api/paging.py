@@ -2,7 +2,7 @@
 
 A page never repeats or skips a row when new mail arrives meanwhile, and the database seeks to the
 position through the index instead of counting rows. The cursor is URL-safe base64 of a small JSON
-document; clients must treat it as opaque.
+document; clients must treat it as opaque. The Unassigned page's links use the message cursor too.
 """
 
 from __future__ import annotations
