@@ -14,7 +14,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from bridge import secrets
+from bridge import alerts, secrets
 from bridge.errors import SIGN_IN_NEEDED, BridgeError, InputError
 from bridge.oauth import providers, tokens
 from bridge.oauth.clients import configured_scopes
@@ -73,6 +73,7 @@ def _save(engine: Engine, t: Target, token: dict[str, object]) -> None:
                 OutboundMessage.status == "not_sent", OutboundMessage.smtp_account == t.name,
                 OutboundMessage.last_reply.startswith(SIGN_IN_NEEDED))
                 .values(status="queued", next_attempt_at=utcnow(), hint=None))
+    alerts.signed_in(engine, t.kind, t.name)  # error reports: a "sign in again" condition is over
 
 
 @dataclass(frozen=True)

@@ -148,12 +148,11 @@ def bearer(engine: Engine, kind: str, account_id: int) -> Bearer:
             grant_id = grant.id
         if needs_sign_in:
             raise _needs_sign_in(engine, kind, name, why, provider)
-        if fresh is not None:
-            alerts.signed_in(engine, kind, name)  # error reports: the grant works
+        if fresh is not None:  # a grant is only ever mended by storing new tokens: no recovery to record here
             return fresh
         if _take_lease(engine, grant_id):
             bearer_ = _refresh(engine, kind, account_id, grant_id)
-            alerts.signed_in(engine, kind, name)  # error reports: the grant works
+            alerts.signed_in(engine, kind, name)  # error reports: new tokens, the grant works
             return bearer_
         if time.monotonic() > deadline:
             raise ConfigError(f"the token of {kind} account {name!r} is being refreshed elsewhere and did not arrive")
