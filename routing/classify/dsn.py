@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
 
-from routing.mime_view import LOOSE_ADDR_RE, bare, decoded, normalize_newlines, raw_headers, text_of, unique
+from routing.classify.mime_view import LOOSE_ADDR_RE, bare, decoded, normalize_newlines, raw_headers, text_of, unique
 
 DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})

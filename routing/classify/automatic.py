@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from routing.dsn import SUCCESS_ACTIONS
-from routing.evidence import Evidence, is_null_sender
-from routing.mime_view import Headers, content_type, header
+from routing.classify.dsn import SUCCESS_ACTIONS
+from routing.classify.evidence import Evidence, is_null_sender
+from routing.classify.mime_view import Headers, content_type, header
 
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:\[[^\]]{0,40}\]\s*)?(?:out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?response|"

@@ -13,8 +13,8 @@ from email.utils import parseaddr
 from functools import cached_property
 from typing import Any
 
-from routing.dsn import DSN_TYPES, DsnRecipient, records_in
-from routing.mime_view import (
+from routing.classify.dsn import DSN_TYPES, DsnRecipient, records_in
+from routing.classify.mime_view import (
     HEADER_LINE,
     Headers,
     bare,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
-from routing.bounce_reason import reason_label
-from routing.dsn import (
+from routing.classify.bounce_reason import reason_label
+from routing.classify.dsn import (
     SUCCESS_ACTIONS,
     DsnPick,
     DsnRecipient,
@@ -30,10 +30,10 @@ from routing.dsn import (
     text_status,
     without_diagnostic_type,
 )
-from routing.evidence import Evidence, is_daemon_address
-from routing.flufl_detectors import credible, run_detectors
-from routing.mime_view import ADDR, bare, content_type, decoded, header, sane_address, unique
-from routing.returned import ReturnedOriginal, normalize_msgid
+from routing.classify.evidence import Evidence, is_daemon_address
+from routing.classify.flufl_detectors import credible, run_detectors
+from routing.classify.mime_view import ADDR, bare, content_type, decoded, header, sane_address, unique
+from routing.classify.returned import ReturnedOriginal, normalize_msgid
 
 
 @dataclass(frozen=True)

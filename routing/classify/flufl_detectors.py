@@ -12,7 +12,7 @@ from typing import Any
 
 import flufl.bounce
 
-from routing.mime_view import bounded_view, sane_address
+from routing.classify.mime_view import bounded_view, sane_address
 
 # flufl.bounce runs ~25 regexes on every body line, twice: it gets a smaller view still.
 _FLUFL_LEAF_CHARS = 16_384

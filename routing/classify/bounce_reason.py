@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from routing.dsn import is_expiry_status, sounds_temporary
+from routing.classify.dsn import is_expiry_status, sounds_temporary
 
 # Diagnostic wording -> short label, most specific first.
 _REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(

@@ -12,9 +12,9 @@ import re
 from email.message import Message
 from functools import cached_property
 
-from routing.dsn import DSN_TYPES
-from routing.evidence import Evidence
-from routing.mime_view import (
+from routing.classify.dsn import DSN_TYPES
+from routing.classify.evidence import Evidence
+from routing.classify.mime_view import (
     ATTACHED_MESSAGE_TYPES,
     HEADER_LINE,
     Headers,

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import TypeVar
 
-from routing.automatic import automatic_signal, header_signal
-from routing.bounce import BounceInfo, detect_bounce
-from routing.evidence import Evidence
-from routing.mime_view import bounded_view, raw_headers
+from routing.classify.automatic import automatic_signal, header_signal
+from routing.classify.bounce import BounceInfo, detect_bounce
+from routing.classify.evidence import Evidence
+from routing.classify.mime_view import bounded_view, raw_headers
 
 __all__ = ["BounceInfo", "Classification", "classify"]
 
