@@ -15,9 +15,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from bridge import alerts, imap_poller, portal, serve
-from bridge.alerts import PROBLEM, RECOVERED, STILL, Condition, decide, digest
+from bridge import portal
 from bridge.errors import InputError
+from bridge.inbound.imap import one_pass
+from bridge.ops import serve
+from bridge.ops.error_reports import report_mail
+from bridge.ops.error_reports.report_mail import PROBLEM, RECOVERED, STILL, Condition, decide, digest
 from models import AlertState, ImapServer, utcnow
 from tests.conftest import Bridge
 from tests.servers.smtp_peers import SmtpPeer
@@ -147,8 +150,8 @@ def test_smtp_failing_15_minutes_one_report_hourly_digest_one_recovery(bridge: B
 def test_reporting_off_records_but_mails_nothing(lite_bridge: Bridge, smtp_peer) -> None:
     admin = smtp_peer("accept")
     wide_account(lite_bridge, admin, reporting=False)
-    alerts.problem(lite_bridge.engine(), "database", "The database failed", "x")
-    alerts.needs_sign_in(lite_bridge.engine(), "smtp", "office", "sign in")
+    report_mail.problem(lite_bridge.engine(), "database", "The database failed", "x")
+    report_mail.needs_sign_in(lite_bridge.engine(), "smtp", "office", "sign in")
     lite_bridge.run("worker", "--once")
     assert admin.received == []
 
@@ -164,11 +167,11 @@ def test_poller_that_cannot_connect_for_10_minutes_is_reported(lite_bridge: Brid
     eng = lite_bridge.engine()
     with Session(eng) as s:
         server_id = s.exec(select(ImapServer.id).where(ImapServer.name == "box")).one()
-    assert imap_poller.poll_once(eng, server_id, "test").error
+    assert one_pass.poll_once(eng, server_id, "test").error
     lite_bridge.run("worker", "--once")
     assert admin.received == []
     backdate(lite_bridge, "imap:box", first_seen=11)
-    assert imap_poller.poll_once(eng, server_id, "test").error
+    assert one_pass.poll_once(eng, server_id, "test").error
     lite_bridge.run("worker", "--once")
     [report] = reports(admin)
     assert report["Subject"] == "replybridge: IMAP server 'box': the poller cannot connect"
@@ -249,10 +252,10 @@ def test_no_report_before_now(lite_bridge: Bridge, smtp_peer) -> None:
     admin = smtp_peer("accept")
     wide_account(lite_bridge, admin)
     eng = lite_bridge.engine()
-    alerts.smtp_failed(eng, "office", "451 4.3.0 Temporary server error")
-    assert alerts.report_due(eng, utcnow() + 20 * MIN) == 0  # failures seen at one moment only
-    alerts.smtp_failed(eng, "office", "451 4.3.0 Temporary server error", now=utcnow() + 16 * MIN)
-    assert alerts.report_due(eng, utcnow() + 16 * MIN) == 1
-    assert alerts.report_due(eng, utcnow() + 30 * MIN) == 0
-    assert alerts.report_due(eng, utcnow() + 80 * MIN) == 1
+    report_mail.smtp_failed(eng, "office", "451 4.3.0 Temporary server error")
+    assert report_mail.report_due(eng, utcnow() + 20 * MIN) == 0  # failures seen at one moment only
+    report_mail.smtp_failed(eng, "office", "451 4.3.0 Temporary server error", now=utcnow() + 16 * MIN)
+    assert report_mail.report_due(eng, utcnow() + 16 * MIN) == 1
+    assert report_mail.report_due(eng, utcnow() + 30 * MIN) == 0
+    assert report_mail.report_due(eng, utcnow() + 80 * MIN) == 1
     assert len(admin.received) == 2

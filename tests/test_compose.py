@@ -5,8 +5,8 @@ import email.policy
 
 import pytest
 
-from bridge.compose import Draft, check_address, render, text_of_html
 from bridge.errors import InputError
+from bridge.outbound.compose import Draft, check_address, render, text_of_html
 
 
 def draft(**kw: object) -> Draft:

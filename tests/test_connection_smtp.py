@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.connections import outgoing_address
+from bridge.net.connections import outgoing_address
 from tests.conftest import Bridge
 from tests.servers.certs import CertPair
 from tests.test_outbound_smtp import PASSWORD, add_account, add_alias, closed_port

@@ -12,7 +12,7 @@ import time
 import pytest
 from sqlmodel import Session, select
 
-from bridge import ingest
+from bridge.inbound import pipeline
 from models import InboundMessage
 from tests.conftest import CORPUS, Bridge
 
@@ -30,10 +30,10 @@ def test_every_corpus_message_is_stored_exactly_and_routed(lite_bridge: Bridge) 
     rows = corpus_files()
     raws = {row["file"]: (CORPUS / row["file"]).read_bytes() for row in rows}
     started = time.perf_counter()
-    stored = ingest.store_many(engine, [ingest.Incoming(raw, "pipe") for raw in raws.values()])
+    stored = pipeline.store_many(engine, [pipeline.Incoming(raw, "pipe") for raw in raws.values()])
     for item in stored:
         if not item.duplicate:
-            ingest.process(engine, item.id)
+            pipeline.process(engine, item.id)
     elapsed = time.perf_counter() - started
     print(f"\ncorpus: {len(raws)} messages stored and routed in {elapsed:.1f} s")
 

@@ -8,7 +8,7 @@ import email.policy
 import pytest
 from sqlmodel import Session, select
 
-from bridge import delivery
+from bridge.inbound import hand_off
 from models import InboundMessage
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
@@ -86,7 +86,7 @@ def test_imap_delivery_appends_to_the_inbox_once(lite_bridge: Bridge, dovecot: D
 def test_imap_delivery_without_linked_server_fails_visibly_after_retries(lite_bridge: Bridge) -> None:
     lite_bridge.run("employee", "set-delivery", "1042", "imap")
     ingest_json(lite_bridge, reply("in2@example.org", "cand@example.org", "jobs+1042@example.test"))
-    for _ in range(delivery.MAX_ATTEMPTS):
+    for _ in range(hand_off.MAX_ATTEMPTS):
         lite_bridge.run("worker", "--once")
         with Session(lite_bridge.engine()) as s:
             row = s.exec(select(InboundMessage)).one()

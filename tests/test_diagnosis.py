@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge.diagnosis import Endpoint, Failure, diagnose
+from bridge.net.diagnosis import Endpoint, Failure, diagnose
 
 SMTP_587 = Endpoint("smtp.example.test", 587, "starttls", 10.0, "u")
 

@@ -18,8 +18,8 @@ from imapclient import IMAPClient
 from sqlalchemy import func, text, update
 from sqlmodel import Session, select
 
-from bridge import imap_poller
-from bridge.imap_poller import PollReport, poll_once, watch
+from bridge.inbound.imap import one_pass
+from bridge.inbound.imap.one_pass import PollReport, poll_once, watch
 from models import ImapFolderState, ImapServer, InboundMessage
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
@@ -160,7 +160,7 @@ def test_a_crash_between_batches_keeps_the_committed_ones(lite_bridge: Bridge, d
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     server_id = add_poller(lite_bridge, dovecot, monkeypatch)
     deliver(dovecot, [candidate(n) for n in range(5)])
-    real_store = imap_poller.store_batch
+    real_store = one_pass.store_batch
     calls = []
 
     def dies_on_second_batch(*args: object, **kwargs: object) -> object:
@@ -170,8 +170,8 @@ def test_a_crash_between_batches_keeps_the_committed_ones(lite_bridge: Bridge, d
         return real_store(*args, **kwargs)
 
     with monkeypatch.context() as crash:  # a killed process stores nothing more and releases nothing
-        crash.setattr(imap_poller, "store_batch", dies_on_second_batch)
-        crash.setattr(imap_poller, "release_lease", lambda *args, **kwargs: None)
+        crash.setattr(one_pass, "store_batch", dies_on_second_batch)
+        crash.setattr(one_pass, "release_lease", lambda *args, **kwargs: None)
         with pytest.raises(SystemExit):
             poll_once(lite_bridge.engine(), server_id, "tester", batch_size=2)
     assert folder_state(lite_bridge).last_uid == 2 and stored_count(lite_bridge) == (2, 2)
@@ -313,8 +313,8 @@ def test_watch_stands_by_while_another_poller_holds_the_folder(lite_bridge: Brid
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     server_id = add_poller(lite_bridge, dovecot, monkeypatch)
     engine = lite_bridge.engine()
-    state_id = imap_poller._state_id(engine, server_id, "INBOX")
-    assert imap_poller.take_lease(engine, state_id, "other-host:1:1") is None
+    state_id = one_pass._state_id(engine, server_id, "INBOX")
+    assert one_pass.take_lease(engine, state_id, "other-host:1:1") is None
     deliver(dovecot, [candidate(1)])
     stop = threading.Event()
     thread = threading.Thread(target=watch, args=(engine, server_id, "watcher", stop), kwargs={"poll_interval": 0.2})
@@ -322,7 +322,7 @@ def test_watch_stands_by_while_another_poller_holds_the_folder(lite_bridge: Brid
     try:
         time.sleep(1)
         assert stored_count(lite_bridge) == (0, 0) and folder_state(lite_bridge).lease_owner == "other-host:1:1"
-        imap_poller.release_lease(engine, state_id, "other-host:1:1", record=False)
+        one_pass.release_lease(engine, state_id, "other-host:1:1", record=False)
         wait_for(lambda: stored_count(lite_bridge)[0] == 1, 3, "the watcher taking the folder over")
         assert folder_state(lite_bridge).lease_owner == "watcher"
     finally:

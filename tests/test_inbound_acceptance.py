@@ -16,9 +16,9 @@ import pytest
 from imapclient import IMAPClient
 from sqlmodel import Session, select
 
-from bridge import imap_poller
-from bridge.connections import tls_context
-from bridge.smtp_receiver import Receiver, ReceiverConfig
+from bridge.inbound.imap import one_pass
+from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
+from bridge.net.connections import tls_context
 from models import ImapServer
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
@@ -110,7 +110,7 @@ def test_replies_by_smtp_and_imap_catch_all(bridge: Bridge, receiver: Receiver, 
             imap.append("INBOX", message.encode())
     with Session(bridge.engine()) as s:
         server_id = s.exec(select(ImapServer.id).where(ImapServer.name == "catch-all")).one()
-    report = imap_poller.poll_once(bridge.engine(), server_id, owner="test")
+    report = one_pass.poll_once(bridge.engine(), server_id, owner="test")
     assert report.error is None, report.error
 
     got = by_message_id(bridge)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bridge import ingest
+from bridge.inbound import pipeline
 from models import InboundMessage, OutboundMessage
 from tests.conftest import Bridge
 from tests.test_outbound_smtp import add_alias, closed_port, only_entry
@@ -142,7 +142,7 @@ def test_auto_reply_routes_like_a_reply_and_is_flagged_as_automatic(lite_bridge:
 
 def test_stored_but_not_routed_is_finished_by_the_worker(bridge: Bridge) -> None:
     raw = reply("crash@example.org", "cand@example.org", "jobs+1042@example.test").encode()
-    stored = ingest.store(bridge.engine(), ingest.Incoming(raw, "pipe"))  # the process dies here
+    stored = pipeline.store(bridge.engine(), pipeline.Incoming(raw, "pipe"))  # the process dies here
     assert bridge.json("messages", "list") == []  # not routed yet: not listed
     bridge.run("worker", "--once")
     [m] = bridge.json("messages", "list")
@@ -194,14 +194,14 @@ def test_two_routers_racing_route_once_and_forward_once(bridge: Bridge) -> None:
     import threading
 
     raw = reply("race@example.org", "cand@example.org", "jobs+1042@example.test").encode()
-    stored = ingest.store(bridge.engine(), ingest.Incoming(raw, "pipe"))
+    stored = pipeline.store(bridge.engine(), pipeline.Incoming(raw, "pipe"))
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 
     def route() -> None:
         barrier.wait()
         try:
-            ingest.process(bridge.engine(), stored.id)
+            pipeline.process(bridge.engine(), stored.id)
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
     threads = [threading.Thread(target=route) for _ in range(4)]

@@ -11,13 +11,7 @@ import re
 import pytest
 
 from bridge.errors import NotFound
-from bridge.message_content import (
-    attachment,
-    content_of,
-    headers_of,
-    is_html_like,
-    reply_references,
-)
+from bridge.inbound.message_content import attachment, content_of, headers_of, is_html_like, reply_references
 
 
 def mime(*parts: str, boundary: str = "B", kind: str = "mixed", headers: str = "") -> bytes:

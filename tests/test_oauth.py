@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.oauth import flows
+from bridge.accounts.oauth import flows
 from tests.conftest import Bridge
 from tests.servers.dovecot import Dovecot
 from tests.servers.oauth import SCOPE, OAuthServer
@@ -77,7 +77,7 @@ def test_device_sign_in_then_send_test_and_file_with_tokens_only(
 
 def test_expired_access_token_is_refreshed_once_by_racing_workers(
         lite_bridge: Bridge, oauth_server: OAuthServer, peer: SmtpPeer, dovecot: Dovecot) -> None:
-    from bridge.oauth.tokens import bearer
+    from bridge.accounts.oauth.tokens import bearer
     from models import SmtpAccount
 
     _accounts(lite_bridge, oauth_server, peer, dovecot)
@@ -177,19 +177,19 @@ def test_oauthbearer_answer_is_taken_by_a_server(oauth_server: OAuthServer, peer
     """The RFC 7628 response, for servers that offer OAUTHBEARER alone (XOAUTH2 is preferred where offered)."""
     import smtplib
 
-    from bridge import secrets
-    from bridge.connections import _bearer_answer, bearer_mechanism
+    from bridge import crypto
+    from bridge.net.connections import _bearer_answer, bearer_mechanism
 
     assert bearer_mechanism({"PLAIN", "OAUTHBEARER"}) == "OAUTHBEARER"
     assert bearer_mechanism({"XOAUTH2", "OAUTHBEARER"}) == "XOAUTH2"
     token = oauth_server.issue()["access_token"]
     with smtplib.SMTP(peer.host, peer.port, timeout=10) as conn:
         conn.ehlo()
-        answer = _bearer_answer("OAUTHBEARER", oauth_server.user, secrets.Secret(token), peer.host, peer.port)
+        answer = _bearer_answer("OAUTHBEARER", oauth_server.user, crypto.Secret(token), peer.host, peer.port)
         assert conn.auth("OAUTHBEARER", answer, initial_response_ok=True)[0] == 235
     with smtplib.SMTP(peer.host, peer.port, timeout=10) as conn:
         conn.ehlo()
-        bad = _bearer_answer("OAUTHBEARER", oauth_server.user, secrets.Secret("not-a-token"), peer.host, peer.port)
+        bad = _bearer_answer("OAUTHBEARER", oauth_server.user, crypto.Secret("not-a-token"), peer.host, peer.port)
         with pytest.raises(smtplib.SMTPAuthenticationError):
             conn.auth("OAUTHBEARER", bad, initial_response_ok=True)
     assert [(a.mechanism, a.accepted) for a in peer.oauth_attempts] == [("OAUTHBEARER", True), ("OAUTHBEARER", False)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bridge import worker
+from bridge.ops import worker
 from models import OutboundMessage
 from tests.conftest import Bridge
 from tests.servers.certs import CertPair
@@ -309,8 +309,8 @@ def test_worker_reclaims_a_message_whose_worker_died(lite_bridge: Bridge, smtp_p
     add_account(lite_bridge, peer.host, peer.port, monkeypatch)
     add_alias(lite_bridge)
     send(lite_bridge)
-    from bridge import send_queue
-    claimed = send_queue.claim_batch(lite_bridge.engine())  # a worker claims it, then dies
+    from bridge.outbound import claims
+    claimed = claims.claim_batch(lite_bridge.engine())  # a worker claims it, then dies
     assert isinstance(claimed, list) and len(claimed) == 1
     lite_bridge.run("worker", "--once")
     assert only_entry(lite_bridge)["status"] == "sending"  # its lease still holds

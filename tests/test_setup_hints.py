@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from bridge import accounts, secrets
+from bridge import crypto
+from bridge.accounts import imap_servers, servers, smtp_accounts
 from bridge.errors import FieldError, InputError
-from bridge.setup_hints import allow_list_hint, app_password, split_host_port, wrong_protocol
+from bridge.net.setup_hints import allow_list_hint, app_password, split_host_port, wrong_protocol
 from tests.conftest import Bridge
 from tests.test_outbound_smtp import add_alias
 
@@ -103,7 +104,7 @@ def test_allow_list_hint_says_when_the_address_is_private() -> None:
 
 
 def test_server_fields_mend_and_note() -> None:
-    fields = accounts.ServerFields("gmail", "smtp.gmail.com:465", None, "ssl", "ana@gmail.test", SPACED, 30, None)
+    fields = servers.ServerFields("gmail", "smtp.gmail.com:465", None, "ssl", "ana@gmail.test", SPACED, 30, None)
     mended = fields.validated("smtp")
     assert (mended.host, mended.port, mended.password) == ("smtp.gmail.com", 465, "abcdefghijklmnop")
     notes = fields.notes("smtp")
@@ -113,7 +114,7 @@ def test_server_fields_mend_and_note() -> None:
 
 def test_server_fields_without_any_port() -> None:
     with pytest.raises(FieldError) as info:
-        accounts.ServerFields("x", "smtp.example.com", None, "ssl", None, None, 30, None).validated()
+        servers.ServerFields("x", "smtp.example.com", None, "ssl", None, None, 30, None).validated()
     assert info.value.field == "port" and "--port" in str(info.value)
 
 
@@ -121,9 +122,9 @@ def test_server_fields_without_any_port() -> None:
 
 def _stored_password(b: Bridge, kind: str, name: str) -> str:
     with Session(b.engine()) as session:
-        row = (accounts.get_smtp if kind == "smtp" else accounts.get_imap)(session, name)
+        row = (smtp_accounts.get_smtp if kind == "smtp" else imap_servers.get_imap)(session, name)
         assert row.secret is not None
-        return secrets.decrypt(row.secret).reveal()
+        return crypto.decrypt(row.secret).reveal()
 
 
 def test_smtp_add_stores_an_app_password_without_spaces_and_it_signs_in(lite_bridge: Bridge, smtp_peer,

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from bridge.smtp_receiver import Receiver, ReceiverConfig
+from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from models import InboundMessage
 from tests.conftest import Bridge
 from tests.test_ingest import reply

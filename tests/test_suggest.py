@@ -8,7 +8,7 @@ import json
 from sqlalchemy import event
 from sqlmodel import select
 
-from bridge.suggestions import suggest_for
+from bridge.inbound.suggestion_lookups import suggest_for
 from models import InboundMessage
 from models.db import session_scope
 from routing.suggest import Found, Suggestion, is_free_mail, rank, subject_keys, subject_lookups, telling_domain

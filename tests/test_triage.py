@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from bridge import triage
 from bridge.errors import InputError
+from bridge.inbound import triage
 from tests.conftest import Bridge
 from tests.test_ingest import ingest_json, reply
 

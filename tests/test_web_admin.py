@@ -349,9 +349,9 @@ def test_the_form_mends_an_app_password_and_host_port_and_says_so(web: Served) -
     assert (account["host"], account["port"]) == ("smtp.example.test", 587)
     from sqlmodel import Session, select
 
-    from bridge import secrets
+    from bridge import crypto
     from models import SmtpAccount
 
     with Session(web.bridge.engine()) as session:
         stored = session.exec(select(SmtpAccount.secret)).one()
-    assert secrets.decrypt(stored).reveal() == "abcdefghijklmnop"
+    assert crypto.decrypt(stored).reveal() == "abcdefghijklmnop"

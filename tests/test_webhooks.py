@@ -22,8 +22,8 @@ from sqlmodel import select
 from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from bridge import webhooks
-from bridge.secrets import decrypt
+from bridge.crypto import decrypt
+from bridge.ops.webhooks import dispatch
 from models import Webhook, WebhookDelivery, utcnow
 from models.db import session_scope
 from tests.conftest import Bridge
@@ -114,7 +114,7 @@ class Receiver:
 
 @pytest.fixture
 def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    value = webhooks.new_secret()
+    value = dispatch.new_secret()
     monkeypatch.setenv("RB_HOOK_SECRET", value)
     return value
 
@@ -234,7 +234,7 @@ def test_event_filter(lite_bridge: Bridge, secret: str, tmp_path: Path) -> None:
         add_hook(lite_bridge, every.url)
         listed = lite_bridge.json("webhook", "list")
         assert [(h["events"], h["all_events"]) for h in listed] == [(["outbound.sent"], False),
-                                                                    (list(webhooks.EVENTS), True)]
+                                                                    (list(dispatch.EVENTS), True)]
         ingest(lite_bridge, tmp_path, "f1")
         lite_bridge.run("worker", "--once")
         assert [g.body["type"] for g in every.events()] == ["message.routed"]
@@ -254,7 +254,7 @@ def test_500_then_ok_is_retried_with_the_same_webhook_id(bridge: Bridge, receive
     assert (failed["status"], failed["attempts"], failed["last_status"]) == ("pending", 1, 500)
     assert failed["last_error"].startswith("HTTP 500")
     wait = dt.datetime.fromisoformat(failed["next_attempt_at"]) - before
-    assert dt.timedelta(seconds=webhooks.BACKOFF_S[0]) <= wait < dt.timedelta(seconds=webhooks.BACKOFF_S[0] + 5)
+    assert dt.timedelta(seconds=dispatch.BACKOFF_S[0]) <= wait < dt.timedelta(seconds=dispatch.BACKOFF_S[0] + 5)
 
     bridge.run("worker", "--once")  # not due yet: no second request
     assert len(receiver.got) == 1
@@ -308,7 +308,7 @@ def test_a_receiver_that_never_answers_costs_one_timeout_per_parallel_batch(lite
     assert time.monotonic() - started < 8 and receiver.got == []  # routing never waits for the receiver
 
     started = time.monotonic()
-    assert webhooks.deliver_due(lite_bridge.engine(), timeout=0.5) == 0
+    assert dispatch.deliver_due(lite_bridge.engine(), timeout=0.5) == 0
     assert time.monotonic() - started < 0.5 * 16 / 2  # in parallel, not one timeout after another
     waiting = deliveries(lite_bridge)
     assert len(waiting) == 16 and all(d["status"] == "pending" and d["last_error"].startswith("timeout")
@@ -317,15 +317,15 @@ def test_a_receiver_that_never_answers_costs_one_timeout_per_parallel_batch(lite
 
 def test_gives_up_after_the_last_backoff_and_retry_brings_it_back(lite_bridge: Bridge, receiver: Receiver,
                                                                   tmp_path: Path) -> None:
-    assert sum(webhooks.BACKOFF_S) / 3600 == pytest.approx(22.7, abs=0.1)
+    assert sum(dispatch.BACKOFF_S) / 3600 == pytest.approx(22.7, abs=0.1)
     add_hook(lite_bridge, receiver.url)
     ingest(lite_bridge, tmp_path, "g1")
     with session_scope(lite_bridge.engine()) as s:
-        s.exec(update(WebhookDelivery).values(attempts=webhooks.MAX_ATTEMPTS - 1))
+        s.exec(update(WebhookDelivery).values(attempts=dispatch.MAX_ATTEMPTS - 1))
     receiver.answers = [503]
     lite_bridge.run("worker", "--once")
     [failed] = deliveries(lite_bridge, "--status", "failed")
-    assert failed["attempts"] == webhooks.MAX_ATTEMPTS and failed["next_attempt_at"] is None
+    assert failed["attempts"] == dispatch.MAX_ATTEMPTS and failed["next_attempt_at"] is None
     make_due(lite_bridge)
     lite_bridge.run("worker", "--once")
     assert len(receiver.got) == 1  # failed stays failed
@@ -342,18 +342,18 @@ def test_gives_up_after_the_last_backoff_and_retry_brings_it_back(lite_bridge: B
 def test_an_event_is_queued_only_with_the_change_it_reports(bridge: Bridge, receiver: Receiver) -> None:
     add_hook(bridge, receiver.url)
     with pytest.raises(RuntimeError), session_scope(bridge.engine()) as s:
-        assert webhooks.emit(s, "outbound.sent", {"n": 1}) is not None
+        assert dispatch.emit(s, "outbound.sent", {"n": 1}) is not None
         raise RuntimeError("the change fails after the event was queued")
     assert deliveries(bridge) == []
     with pytest.raises(ValueError, match="unknown webhook event"), session_scope(bridge.engine()) as s:
-        webhooks.emit(s, "outbound.deleted", {})
+        dispatch.emit(s, "outbound.deleted", {})
 
 
 def test_two_deliverers_claim_each_row_once(bridge: Bridge, receiver: Receiver) -> None:
     add_hook(bridge, receiver.url)
     engine = bridge.engine()
     with session_scope(engine) as s:
-        ids = [webhooks.emit(s, "outbound.sent", {"n": n}) for n in range(60)]
+        ids = [dispatch.emit(s, "outbound.sent", {"n": n}) for n in range(60)]
     receiver.answers = [0.02] * 60  # slow enough that the two runs overlap
 
     claims: list[list[int]] = [[], []]
@@ -361,7 +361,7 @@ def test_two_deliverers_claim_each_row_once(bridge: Bridge, receiver: Receiver) 
 
     def race(slot: int) -> None:
         gate.wait()
-        claims[slot] = [c.id for c in webhooks.claim(engine, limit=100)]
+        claims[slot] = [c.id for c in dispatch.claim(engine, limit=100)]
 
     threads = [threading.Thread(target=race, args=(i,)) for i in range(2)]
     for t in threads:
@@ -376,7 +376,7 @@ def test_two_deliverers_claim_each_row_once(bridge: Bridge, receiver: Receiver) 
 
     def deliver(slot: int) -> None:
         gate.wait()
-        delivered[slot] = webhooks.deliver_due(engine, limit=10)
+        delivered[slot] = dispatch.deliver_due(engine, limit=10)
 
     threads = [threading.Thread(target=deliver, args=(i,)) for i in range(2)]
     for t in threads:
@@ -415,7 +415,7 @@ def test_secret_never_shown_logged_or_stored_in_clear(lite_bridge: Bridge, recei
 
 
 def test_bad_url_event_and_secret_are_refused(lite_bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
-    good = webhooks.new_secret()
+    good = dispatch.new_secret()
     monkeypatch.setenv("GOOD", good)
     cases = {
         ("ftp://ats.example.com/hook", "GOOD"): "must be http:// or https:// with a host",
@@ -442,7 +442,7 @@ def test_bad_url_event_and_secret_are_refused(lite_bridge: Bridge, monkeypatch: 
     assert lite_bridge.json("webhook", "list") == []
 
     made = lite_bridge.run("webhook", "new-secret").stdout.strip()
-    assert webhooks.check_secret(made) == made and made != lite_bridge.run("webhook", "new-secret").stdout.strip()
+    assert dispatch.check_secret(made) == made and made != lite_bridge.run("webhook", "new-secret").stdout.strip()
 
 
 def test_test_command_and_remove(lite_bridge: Bridge, receiver: Receiver) -> None:

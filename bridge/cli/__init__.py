@@ -22,7 +22,7 @@ for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS, *inbound_cmds.COMMAND
 @cli.command()
 def serve() -> None:
     """Run the SMTP receiver, IMAP pollers, worker and web pages until stopped."""
-    from bridge.serve import serve as run
+    from bridge.ops.serve import serve as run
     run()
 
 

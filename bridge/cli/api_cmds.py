@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge import api_tokens
+from bridge.accounts import api_tokens
 from bridge.cli.common import db, emit_json
 
 

@@ -9,11 +9,10 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from bridge import ingest as pipeline
-from bridge import triage
 from bridge.cli.common import db, emit_json, engine, safe_url
 from bridge.errors import ConfigError, InputError
-from bridge.parse import dedup_key
+from bridge.inbound import pipeline, triage
+from bridge.inbound.parse import dedup_key
 from models import Employee, InboundMessage, utcnow
 from models.db import session_scope
 

@@ -12,13 +12,15 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge import accounts, outbound, worker
+from bridge.accounts import aliases, employees
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
+from bridge.ops import worker
+from bridge.outbound import queue
 from models import DeliveryAttempt, ImapServer, OutboundMessage, utcnow
 from models.db import session_scope
 
-STATUSES = outbound.STATUSES
+STATUSES = queue.STATUSES
 
 
 def _read_text(path: str | None, what: str) -> str | None:
@@ -60,7 +62,7 @@ def send(employee_number: int, alias_description: str | None, to: str | None, to
     html = _read_text(html_file, "HTML body")
     if text is None and html is None:
         raise click.UsageError("a body is needed: --body, --body-file or --html-file")
-    base = outbound.Request(employee_number=employee_number, to="", subject=subject, text=text, html=html,
+    base = queue.Request(employee_number=employee_number, to="", subject=subject, text=text, html=html,
                             alias=alias_description, automated=automated)
     if csv_file:
         if to:
@@ -70,8 +72,8 @@ def send(employee_number: int, alias_description: str | None, to: str | None, to
     if not to:
         raise click.UsageError("a recipient is needed: --to ADDR (or --csv FILE)")
     with db() as session:
-        message = outbound.queue(session, outbound.Request(**{**base.__dict__, "to": to, "to_name": to_name}))
-        shown = outbound.log_json(session, message)
+        message = queue.queue(session, queue.Request(**{**base.__dict__, "to": to, "to_name": to_name}))
+        shown = queue.log_json(session, message)
     if as_json:
         emit_json(shown)
     else:
@@ -93,7 +95,7 @@ def _csv_rows(path: str) -> list[dict[str, str]]:
     return rows
 
 
-def _send_csv(base: outbound.Request, path: str, as_json: bool) -> None:
+def _send_csv(base: queue.Request, path: str, as_json: bool) -> None:
     """All rows are checked and queued in one transaction: one bad row queues nothing."""
     rows = _csv_rows(path)
     queued: list[dict[str, object]] = []
@@ -101,15 +103,15 @@ def _send_csv(base: outbound.Request, path: str, as_json: bool) -> None:
         with click.progressbar(rows, label="Queueing", file=sys.stderr, show_pos=True) as bar:
             for n, row in enumerate(bar, start=2):  # row 1 is the header
                 to = row.get("email") or row.get("to") or ""
-                request = outbound.Request(**{**base.__dict__, "to": to, "to_name": row.get("name") or None,
+                request = queue.Request(**{**base.__dict__, "to": to, "to_name": row.get("name") or None,
                                               "values": row})
                 try:
-                    message = outbound.queue(session, request)
+                    message = queue.queue(session, request)
                 except InputError as err:
                     raise InputError(f"{path} line {n}: {err}; nothing was queued") from None
-                queued.append(outbound.log_json(session, message))
-        employee = accounts.get_employee(session, base.employee_number)
-        alias = accounts.alias_for(session, employee, base.alias)
+                queued.append(queue.log_json(session, message))
+        employee = employees.get_employee(session, base.employee_number)
+        alias = aliases.alias_for(session, employee, base.alias)
         delay_ms = alias.delay_ms if alias else 0
     if as_json:
         emit_json(queued)
@@ -133,7 +135,7 @@ def log_cmd(status: str | None, entry_id: int | None, limit: int, as_json: bool)
             message = session.get(OutboundMessage, entry_id)
             if message is None:
                 raise InputError(f"no Mail Log entry {entry_id}")
-            entry = outbound.log_json(session, message)
+            entry = queue.log_json(session, message)
             entry["history"] = [
                 {"number": a.number, "at": a.at.isoformat(), "outcome": a.outcome, "code": a.code,
                  "reply": a.reply, "hint": a.hint, "smtp_account": a.smtp_account}
@@ -144,7 +146,7 @@ def log_cmd(status: str | None, entry_id: int | None, limit: int, as_json: bool)
         query = select(OutboundMessage).order_by(OutboundMessage.id.desc()).limit(limit)
         if status:
             query = query.where(OutboundMessage.status == status)
-        entries = [outbound.log_json(session, m) for m in session.exec(query)]
+        entries = [queue.log_json(session, m) for m in session.exec(query)]
     if as_json:
         emit_json(entries)
         return
@@ -179,7 +181,7 @@ def requeue(ids: tuple[int, ...], status: str | None) -> None:
             chosen += [m.id for m in session.exec(select(OutboundMessage).where(OutboundMessage.status == status))]
         if not chosen:
             raise click.UsageError("name the Mail Log ids to queue again, or --status")
-        done = outbound.requeue(session, chosen)
+        done = queue.requeue(session, chosen)
     click.echo(f"Queued again: {', '.join(str(m.id) for m in done)}")
 
 
@@ -198,7 +200,7 @@ def worker_cmd(once: bool, interval: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     eng = engine()
     if not once:
-        from bridge.serve import run_worker_forever
+        from bridge.ops.serve import run_worker_forever
         run_worker_forever(eng, interval)
         return
     polled = _poll_imap_once(eng)
@@ -222,13 +224,13 @@ def worker_cmd(once: bool, interval: float) -> None:
 def _poll_imap_once(eng: Engine) -> int:
     """One pass over every IMAP poll folder (what `serve`'s watchers do continuously); returns new messages.
     A server that cannot be reached is reported and the others still polled."""
-    from bridge import imap_poller
+    from bridge.inbound.imap import one_pass
 
     with session_scope(eng) as session:
         servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()
     new = 0
     for server_id, name in servers:
-        result = imap_poller.poll_once(eng, server_id, f"{imap_poller.default_owner()}:once:{server_id}")
+        result = one_pass.poll_once(eng, server_id, f"{one_pass.default_owner()}:once:{server_id}")
         if result.error:
             click.echo(f"IMAP {name}: {result.error}", err=True)
         new += result.stored

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from sqlmodel import select
 
+from bridge.accounts.oauth import clients, providers
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
-from bridge.oauth import clients, providers
 from models import OAuthClient
 
 
@@ -70,7 +70,7 @@ def oauth_list(as_json: bool) -> None:
               help="Print a URL and a code to approve in any browser, and wait for the approval.")
 def oauth_login(kind: str, name: str, device: bool) -> None:
     """Sign the SMTP account or IMAP server NAME in (delegated access)."""
-    from bridge.oauth import flows  # authlib is loaded only by the commands that talk OAuth
+    from bridge.accounts.oauth import flows
 
     eng = engine()
     target = flows.target(eng, kind, name)

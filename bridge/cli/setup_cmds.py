@@ -7,7 +7,10 @@ import sys
 import click
 from sqlmodel import select
 
-from bridge import accounts, portal, secrets
+from bridge import crypto, portal
+from bridge.accounts import aliases, employees, imap_servers, servers, smtp_accounts
+from bridge.checks.connection_check import Report, check_imap, check_smtp
+from bridge.checks.loop_probe import LoopReport
 from bridge.cli.common import (
     db,
     emit_json,
@@ -19,8 +22,6 @@ from bridge.cli.common import (
     safe_url,
     server_options,
 )
-from bridge.connection_test import Report, check_imap, check_smtp
-from bridge.loop_test import LoopReport
 from models import Alias, Employee, ImapServer, SmtpAccount
 from models.db import session_scope, upgrade
 from routing.addresses import AddressTemplate
@@ -31,7 +32,7 @@ from routing.addresses import AddressTemplate
 @click.option("--domain", "domains", multiple=True, metavar="D", help="An accepted domain (repeatable).")
 def init(reply_address: str | None, domains: tuple[str, ...]) -> None:
     """Create or upgrade the database (and the secret key file)."""
-    key_path = secrets.ensure_key_file()
+    key_path = crypto.ensure_key_file()
     eng = engine_unchecked()
     upgrade(eng)
     with session_scope(eng) as session:
@@ -86,21 +87,21 @@ def employee() -> None:
 @click.option("--email", required=True)
 @click.option("--admin", is_flag=True)
 @click.option("--inactive", is_flag=True)
-@click.option("--delivery", default="forward", show_default=True, type=click.Choice(accounts.DELIVERY_MODES),
+@click.option("--delivery", default="forward", show_default=True, type=click.Choice(employees.DELIVERY_MODES),
               help="How routed replies reach them: forwarded to their address, into their IMAP INBOX, or not.")
 def employee_add(number: int, name: str, email: str, admin: bool, inactive: bool, delivery: str) -> None:
     with db() as session:
-        accounts.add_employee(session, number, name, email, admin=admin, active=not inactive, delivery=delivery)
+        employees.add_employee(session, number, name, email, admin=admin, active=not inactive, delivery=delivery)
     click.echo(f"Employee {number} added")
 
 
 @employee.command("set-delivery")
 @click.argument("number", type=int)
-@click.argument("mode", type=click.Choice(accounts.DELIVERY_MODES))
+@click.argument("mode", type=click.Choice(employees.DELIVERY_MODES))
 def employee_set_delivery(number: int, mode: str) -> None:
     """How routed replies reach employee NUMBER: forward, imap or none."""
     with db() as session:
-        accounts.set_delivery(session, number, mode)
+        employees.set_delivery(session, number, mode)
     click.echo(f"Employee {number}: delivery {mode}")
 
 
@@ -109,7 +110,7 @@ def employee_set_delivery(number: int, mode: str) -> None:
 @password_options
 def employee_set_password(number: int, password_stdin: bool, password_env: str | None) -> None:
     """Set the web sign-in password of employee NUMBER (read from stdin or a variable, never an argument)."""
-    from bridge import passwords
+    from bridge.accounts import passwords
 
     password = read_password(password_stdin, password_env, required=True)
     with db() as session:
@@ -122,7 +123,7 @@ def employee_set_password(number: int, password_stdin: bool, password_env: str |
 def employee_deactivate(number: int) -> None:
     """Employee NUMBER can no longer sign in; their mail goes to Unassigned messages."""
     with db() as session:
-        accounts.set_active(session, number, False)
+        employees.set_active(session, number, False)
     click.echo(f"Employee {number}: inactive")
 
 
@@ -130,7 +131,7 @@ def employee_deactivate(number: int) -> None:
 @click.argument("number", type=int)
 def employee_activate(number: int) -> None:
     with db() as session:
-        accounts.set_active(session, number, True)
+        employees.set_active(session, number, True)
     click.echo(f"Employee {number}: active")
 
 
@@ -138,7 +139,7 @@ def employee_activate(number: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def employee_list(as_json: bool) -> None:
     with db() as session:
-        rows = [accounts.employee_json(e) for e in session.exec(select(Employee).order_by(Employee.number))]
+        rows = [employees.employee_json(e) for e in session.exec(select(Employee).order_by(Employee.number))]
     if as_json:
         emit_json(rows)
         return
@@ -163,9 +164,9 @@ def smtp_add(name: str, host: str, port: int | None, security: str, timeout: flo
              password_stdin: bool, password_env: str | None, username: str | None, is_default: bool,
              provider_files_sent: bool, oauth: str | None, oauth_flow: str) -> None:
     password = read_password(password_stdin, password_env, required=False)
-    fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
+    fields = servers.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent,
+        smtp_accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent,
                           oauth=oauth, oauth_flow=oauth_flow)
     click.echo(f"SMTP account {name!r} added{' (database-wide)' if is_default else ''}")
     _print_sign_in_step("smtp", name, oauth, oauth_flow)
@@ -204,9 +205,9 @@ def imap_add(name: str, host: str, port: int | None, security: str, timeout: flo
              password_stdin: bool, password_env: str | None, username: str, sent_folder: str,
              poll_folder: str | None, poll_after: str, oauth: str | None, oauth_flow: str) -> None:
     password = read_password(password_stdin, password_env, required=oauth is None)
-    fields = accounts.ServerFields(name, host, port, security, username, password, timeout, ca_file)
+    fields = servers.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        accounts.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder, poll_after=poll_after,
+        imap_servers.add_imap(session, fields, sent_folder=sent_folder, poll_folder=poll_folder, poll_after=poll_after,
                           oauth=oauth, oauth_flow=oauth_flow)
     click.echo(f"IMAP server {name!r} added")
     _print_sign_in_step("imap", name, oauth, oauth_flow)
@@ -257,7 +258,7 @@ def alias() -> None:
 def alias_add(employee_number: int, description: str, display_name: str, from_address: str, reply_to: str | None,
               smtp_name: str | None, imap_name: str | None, is_default: bool, delay_ms: int) -> None:
     with db() as session:
-        accounts.add_alias(session, employee_number=employee_number, description=description,
+        aliases.add_alias(session, employee_number=employee_number, description=description,
                            display_name=display_name, from_address=from_address, reply_to=reply_to,
                            smtp=smtp_name, imap=imap_name, is_default=is_default, delay_ms=delay_ms)
     click.echo(f"Alias {description!r} added")
@@ -269,7 +270,7 @@ def alias_add(employee_number: int, description: str, display_name: str, from_ad
 def alias_link(description: str, imap_name: str) -> None:
     """Link an alias to the IMAP server whose Sent folder gets its sent mail."""
     with db() as session:
-        accounts.link_alias(session, description, imap_name)
+        aliases.link_alias(session, description, imap_name)
     click.echo(f"Alias {description!r} linked to IMAP server {imap_name!r}")
 
 
@@ -277,7 +278,7 @@ def alias_link(description: str, imap_name: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def alias_list(as_json: bool) -> None:
     with db() as session:
-        rows = [accounts.alias_json(session, a) for a in session.exec(select(Alias).order_by(Alias.description))]
+        rows = [aliases.alias_json(session, a) for a in session.exec(select(Alias).order_by(Alias.description))]
     if as_json:
         emit_json(rows)
         return
@@ -297,7 +298,7 @@ def test_group() -> None:
 @click.option("--employee", "employee_number", type=int, help="Try MAIL FROM this employee's numbered address.")
 def test_smtp_cmd(name: str, employee_number: int | None) -> None:
     with db() as session:
-        report = check_smtp(session, accounts.get_smtp(session, name), employee_number)
+        report = check_smtp(session, smtp_accounts.get_smtp(session, name), employee_number)
     _print_report(report)
 
 
@@ -305,7 +306,7 @@ def test_smtp_cmd(name: str, employee_number: int | None) -> None:
 @click.argument("name")
 def test_imap_cmd(name: str) -> None:
     with db() as session:
-        server = accounts.get_imap(session, name)
+        server = imap_servers.get_imap(session, name)
     _print_report(check_imap(server))
 
 
@@ -314,18 +315,18 @@ def test_imap_cmd(name: str) -> None:
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait for the probe.")
 def test_loop_cmd(description: str, timeout: float) -> None:
     """Send a probe from alias DESCRIPTION to its numbered address and wait until it routes back."""
-    from bridge import loop_test
+    from bridge.checks import loop_probe
 
-    _print_report(loop_test.run(engine(), description, timeout))
+    _print_report(loop_probe.run(engine(), description, timeout))
 
 
 @test_group.command("report")
 def test_report_cmd() -> None:
     """Send a sample error report to report_to through the database-wide account now (also while reporting
     is off: then it says so), so the route is known to work before a real condition needs it."""
-    from bridge import alerts
+    from bridge.ops.error_reports import report_mail
 
-    _print_report(alerts.send_sample(engine()))
+    _print_report(report_mail.send_sample(engine()))
 
 
 def _print_report(report: Report | LoopReport) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from bridge import secrets
+from bridge import crypto
 from bridge.errors import NotFound
 from bridge.web import auth
 from bridge.web.templating import open_unassigned, templates
@@ -47,7 +47,7 @@ def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="replybridge", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
     app.state.throttle = auth.SignInThrottle()
-    app.add_middleware(SessionMiddleware, secret_key=secrets.signing_key("web-session").hex(),
+    app.add_middleware(SessionMiddleware, secret_key=crypto.signing_key("web-session").hex(),
                        session_cookie="replybridge_session", same_site="lax", https_only=secure_cookies(),
                        max_age=12 * 3600)
 

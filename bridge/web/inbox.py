@@ -3,7 +3,7 @@ dismiss, and the dismissed ones (restorable from their message page).
 
 Paging is by keyset on (received_at, id), the order of ix_inbound_message_inbox, so a deep page costs
 what the first does. The page loads only the columns it shows (never the raw message) and the
-suggestions for all its rows in a constant number of queries (bridge/suggestions.py).
+suggestions for all its rows in a constant number of queries (bridge/suggestion_lookups.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Row, Select, tuple_
 from sqlmodel import Session, select
 
-from bridge import suggestions, triage
 from bridge.errors import BridgeError
+from bridge.inbound import suggestion_lookups, triage
 from bridge.web import auth
 from bridge.web.api import paging
 from bridge.web.api.errors import BadField
@@ -105,7 +105,7 @@ def _render(request: Request, session: Session, view: str, before: str | None, a
     if state is None:
         raise HTTPException(404, f"There is no view {view!r} of the Unassigned messages.")
     page = list_page(session, state, Cursor.decode(before), Cursor.decode(after))
-    suggested = suggestions.suggest_for(session, page.rows) if state == "open" else {}
+    suggested = suggestion_lookups.suggest_for(session, page.rows) if state == "open" else {}
     return render(request, session, "unassigned.html", {
         "title": "Unassigned messages" if state == "open" else "Dismissed messages",
         "view": state, "page": page, "suggested": suggested, "employees": _employees(session),

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bridge import passwords
+from bridge.accounts import passwords
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import render

@@ -10,15 +10,15 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import true
 from sqlmodel import Session, select
 
-from bridge import outbound
 from bridge.errors import InputError, NotFound
+from bridge.outbound import queue
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import flash, render
 from models import DeliveryAttempt, Employee, OutboundMessage
 
 router = APIRouter()
-STATUSES = outbound.STATUSES
+STATUSES = queue.STATUSES
 PAGE = 50
 
 
@@ -60,7 +60,7 @@ def queue_again(request: Request, entry_id: int, status: str = Form(""), session
     if not auth.may_see_employee_mail(me, message.employee_id):
         raise auth.Forbidden("this message was sent by another employee")
     try:
-        outbound.requeue(session, [entry_id])
+        queue.requeue(session, [entry_id])
     except InputError as err:
         session.rollback()
         flash(request, str(err))

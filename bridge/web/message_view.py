@@ -1,6 +1,6 @@
 """One received message: read it safely, triage it while it is unassigned, and answer the candidate.
 
-The candidate's HTML is shown only as nh3 cleaned it (bridge.message_content), under the strict CSP;
+The candidate's HTML is shown only as nh3 cleaned it (bridge.inbound.message_content), under the strict CSP;
 remote images stay blocked until the reader asks for them, and only then does this page allow them.
 Attachments and the raw source are downloads that no browser renders as a page of this site.
 """
@@ -14,9 +14,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge import outbound, triage
 from bridge.errors import InputError, NotFound
-from bridge.message_content import attachment, content_of, headers_of, is_html_like, reply_references
+from bridge.inbound import triage
+from bridge.inbound.message_content import attachment, content_of, headers_of, is_html_like, reply_references
+from bridge.outbound import queue
 from bridge.web import auth
 from bridge.web.app import CSP_IMAGES
 from bridge.web.deps import db
@@ -166,12 +167,12 @@ def send_reply(request: Request, message_id: int, reply: str = Form(""), session
     else:
         headers = headers_of(row.raw)
         subject = row.subject or ""
-        req = outbound.Request(
+        req = queue.Request(
             employee_number=reply_sender(session, me, row).number, to=row.from_addr, to_name=row.from_name,
             subject=subject if _RE.match(subject) else f"Re: {subject}".strip(), text=text,
             in_reply_to=headers.message_id or row.message_id, references=reply_references(headers))
         try:
-            queued = outbound.queue(session, req)
+            queued = queue.queue(session, req)
         except (InputError, NotFound) as err:
             session.rollback()
             error = str(err)

@@ -4,7 +4,7 @@ POST /oauth/start/{kind}/{id} (an admin's form, CSRF-checked) keeps `state`, the
 account in the signed session cookie and sends the browser to the provider. The provider sends it back
 to GET /oauth/callback on this bridge's own URL (built from the request, so any host and port work),
 where the `state` must be the one this browser started with before the code is exchanged for tokens.
-The messages that waited for the sign-in are queued again by bridge.oauth.flows.
+The messages that waited for the sign-in are queued again by bridge.accounts.oauth.flows.
 
 Content-Security-Policy: Chromium applies `form-action` to the redirects that follow a form submission,
 so the 303 from /oauth/start to the provider is blocked under `form-action 'self'`. The pages that show
@@ -24,10 +24,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from bridge import accounts
+from bridge.accounts import imap_servers, smtp_accounts
+from bridge.accounts.oauth import flows, providers
+from bridge.accounts.oauth.status import SignInState
 from bridge.errors import InputError, NotFound
-from bridge.oauth import flows, providers
-from bridge.oauth.status import SignInState
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.app import CSP, error_page
@@ -57,9 +57,9 @@ def redirect_uri(request: Request) -> str:
 
 def _account(session: Session, kind: str, account_id: int) -> SmtpAccount | ImapServer:
     if kind == "smtp":
-        return accounts.smtp_by_id(session, account_id)
+        return smtp_accounts.smtp_by_id(session, account_id)
     if kind == "imap":
-        return accounts.imap_by_id(session, account_id)
+        return imap_servers.imap_by_id(session, account_id)
     raise NotFound(f"no account kind {kind!r} (smtp or imap)")
 
 

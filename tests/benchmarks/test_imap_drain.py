@@ -22,8 +22,8 @@ from imapclient import IMAPClient
 from sqlalchemy import delete, update
 from sqlmodel import Session
 
-from bridge import ingest
-from bridge.imap_poller import poll_once
+from bridge.inbound import pipeline
+from bridge.inbound.imap.one_pass import poll_once
 from models import ImapFolderState, InboundMessage
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
@@ -84,7 +84,7 @@ def test_imap_drain_of_ten_thousand(lite_bridge: Bridge, dovecot: Dovecot, monke
     bridge_s, bridge_peak = measured(bridge_drain)
 
     started = time.perf_counter()
-    routed = ingest.finish_unrouted(engine, limit=ROUTED_SAMPLE)
+    routed = pipeline.finish_unrouted(engine, limit=ROUTED_SAMPLE)
     route_ms = (time.perf_counter() - started) / routed * 1000
 
     print(f"\nIMAP drain, {N} messages ({total / 1e6:.1f} MB) in batches of {BATCH}:"

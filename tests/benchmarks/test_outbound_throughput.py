@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from bridge import outbound, worker
+from bridge.ops import worker
+from bridge.outbound import queue
 from tests.conftest import Bridge
 from tests.test_outbound_smtp import add_account, add_alias
 
@@ -68,7 +69,7 @@ def test_outbound_throughput(lite_bridge: Bridge, smtp_peer, tmp_path: Path, mon
     started = time.perf_counter()
     with Session(engine) as session:
         for n in range(N):
-            outbound.queue(session, outbound.Request(employee_number=1042, to=f"c{n}@example.org",
+            queue.queue(session, queue.Request(employee_number=1042, to=f"c{n}@example.org",
                                                      subject="Interview", text="Hello " * 50))
         session.commit()
     queued_s = time.perf_counter() - started

@@ -18,8 +18,8 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from bridge import routing_process
-from bridge.smtp_receiver import Receiver, ReceiverConfig
+from bridge.inbound import router_process
+from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from tests.conftest import Bridge
 from tests.test_smtp_receiver import free_port, routed
 
@@ -71,7 +71,7 @@ def test_receiver_keeps_up_with_bare_aiosmtpd(lite_bridge: Bridge) -> None:
         bare.stop()
     assert len(sink.got) == total
 
-    router = routing_process.RoutingProcess().start()  # as `serve` runs it: routing in its own process
+    router = router_process.RoutingProcess().start()  # as `serve` runs it: routing in its own process
     receiver = Receiver(lite_bridge.engine(), ReceiverConfig(port=free_port()), route_inline=False)
     receiver.start()
     try:

@@ -7,9 +7,10 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge import accounts
+from bridge.accounts import aliases
+from bridge.accounts.oauth.status import SignInState, sign_in_state
+from bridge.accounts.smtp_accounts import default_smtp
 from bridge.errors import InputError, NotFound
-from bridge.oauth.status import SignInState, sign_in_state
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db
@@ -22,14 +23,14 @@ NEW = {"delay_ms": "0"}
 
 
 def values_of(session: Session, a: Alias) -> dict[str, str]:
-    shown = accounts.alias_json(session, a)
+    shown = aliases.alias_json(session, a)
     return {"employee": str(shown["employee_number"]), "description": a.description, "display_name": a.display_name,
             "from_address": a.from_address, "reply_to": a.reply_to or "", "smtp": str(shown["smtp"] or ""),
             "imap": str(shown["imap"] or ""), "is_default": "1" if a.is_default else "", "delay_ms": str(a.delay_ms)}
 
 
-def _fields(values: dict[str, str]) -> accounts.AliasFields:
-    return accounts.AliasFields(
+def _fields(values: dict[str, str]) -> aliases.AliasFields:
+    return aliases.AliasFields(
         employee_number=forms.integer(values, "employee", "employee number"),
         description=forms.text(values, "description"), display_name=forms.text(values, "display_name"),
         from_address=forms.text(values, "from_address"), reply_to=forms.optional(values, "reply_to"),
@@ -49,7 +50,7 @@ def _choices(session: Session) -> dict[str, object]:
 
 def _list(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
           status_code: int = 200) -> Response:
-    rows = [(a.id, accounts.alias_json(session, a)) for a in session.exec(select(Alias).order_by(Alias.description))]
+    rows = [(a.id, aliases.alias_json(session, a)) for a in session.exec(select(Alias).order_by(Alias.description))]
     return render(request, session, "admin/aliases.html",
                   {"title": "Aliases", "rows": rows, "values": values, "errors": errors, **_choices(session)},
                   status_code=status_code)
@@ -64,7 +65,7 @@ def _alias(session: Session, alias_id: int) -> Alias:
 
 def _sign_ins(session: Session, alias: Alias) -> list[tuple[str, SignInState]]:
     """The OAuth sign-in states of the accounts this alias sends (and files) through, with a heading each."""
-    smtp = session.get(SmtpAccount, alias.smtp_account_id) if alias.smtp_account_id else accounts.default_smtp(session)
+    smtp = session.get(SmtpAccount, alias.smtp_account_id) if alias.smtp_account_id else default_smtp(session)
     imap = session.get(ImapServer, alias.imap_server_id) if alias.imap_server_id else None
     found = [(f"SMTP account {smtp.name}: OAuth sign-in", sign_in_state(session, "smtp", smtp)) if smtp else None,
              (f"IMAP server {imap.name}: OAuth sign-in", sign_in_state(session, "imap", imap)) if imap else None]
@@ -91,7 +92,7 @@ def alias_add(request: Request, values: dict[str, str] = Depends(forms.form_valu
               session: Session = Depends(db)) -> Response:
     try:
         f = _fields(values)
-        alias = accounts.add_alias(session, employee_number=f.employee_number, description=f.description,
+        alias = aliases.add_alias(session, employee_number=f.employee_number, description=f.description,
                                    display_name=f.display_name, from_address=f.from_address, reply_to=f.reply_to,
                                    smtp=f.smtp, imap=f.imap, is_default=f.is_default, delay_ms=f.delay_ms)
     except InputError as err:
@@ -112,7 +113,7 @@ def alias_update(request: Request, alias_id: int, values: dict[str, str] = Depen
                  session: Session = Depends(db)) -> Response:
     alias = _alias(session, alias_id)
     try:
-        accounts.update_alias(session, alias_id, _fields(values))
+        aliases.update_alias(session, alias_id, _fields(values))
     except InputError as err:
         errors = forms.refused(session, err)
         return _edit(request, session, alias, forms.kept(values), errors, status_code=422)

@@ -6,7 +6,7 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge import accounts, passwords
+from bridge.accounts import employees, passwords, validation
 from bridge.errors import FieldError, InputError
 from bridge.web import auth
 from bridge.web.admin import forms
@@ -51,7 +51,7 @@ def employee_add(request: Request, values: dict[str, str] = Depends(forms.form_v
                  session: Session = Depends(db)) -> Response:
     try:
         number = forms.integer(values, "number", "employee number")
-        accounts.add_employee(session, number, forms.text(values, "name"), forms.text(values, "email"),
+        employees.add_employee(session, number, forms.text(values, "name"), forms.text(values, "email"),
                               admin=forms.checked(values, "admin"), active=forms.checked(values, "active"),
                               delivery=forms.text(values, "delivery") or "forward")
     except InputError as err:
@@ -63,18 +63,18 @@ def employee_add(request: Request, values: dict[str, str] = Depends(forms.form_v
 
 @router.get("/employees/{number}")
 def employee_edit(request: Request, number: int, session: Session = Depends(db)) -> Response:
-    return _edit(request, session, accounts.get_employee(session, number))
+    return _edit(request, session, employees.get_employee(session, number))
 
 
 @router.post("/employees/{number}", dependencies=[Depends(auth.check_csrf)])
 def employee_update(request: Request, number: int, values: dict[str, str] = Depends(forms.form_values),
                     session: Session = Depends(db), me: Employee = Depends(auth.require_admin)) -> Response:
-    employee = accounts.get_employee(session, number)
+    employee = employees.get_employee(session, number)
     admin = forms.checked(values, "admin")
     try:
         if employee.id == me.id and not admin:
             raise FieldError("admin", "you cannot take away your own admin rights: another admin can")
-        accounts.update_employee(session, number, name=forms.text(values, "name"), email=forms.text(values, "email"),
+        employees.update_employee(session, number, name=forms.text(values, "name"), email=forms.text(values, "email"),
                                  admin=admin, delivery=forms.text(values, "delivery") or "forward")
     except InputError as err:
         errors = forms.refused(session, err)
@@ -89,9 +89,9 @@ def employee_update(request: Request, number: int, values: dict[str, str] = Depe
 def employee_password(request: Request, number: int, values: dict[str, str] = Depends(forms.form_values),
                       session: Session = Depends(db), me: Employee = Depends(auth.require_admin)) -> Response:
     """Set (never show) the sign-in password; the employee's other sessions are signed out by the change."""
-    employee = accounts.get_employee(session, number)
+    employee = employees.get_employee(session, number)
     try:
-        with accounts.about("new_password"):
+        with validation.about("new_password"):
             passwords.set_password(session, number, values.get("new_password", ""))
     except InputError as err:
         return _edit(request, session, employee, errors=forms.refused(session, err), status_code=422)
@@ -104,11 +104,11 @@ def employee_password(request: Request, number: int, values: dict[str, str] = De
 
 def _set_active(request: Request, session: Session, me: Employee, number: int, active: bool,
                 values: dict[str, str]) -> Response:
-    employee = accounts.get_employee(session, number)
+    employee = employees.get_employee(session, number)
     if employee.id == me.id and not active:
         errors = {"active": "you cannot deactivate yourself: another admin can"}
         return _edit(request, session, employee, errors=errors, status_code=422)
-    accounts.set_active(session, number, active)
+    employees.set_active(session, number, active)
     session.commit()
     flash(request, f"Employee {number}: {'active' if active else 'inactive'}")
     back = "/admin/employees" if values.get("back") == "list" else f"/admin/employees/{number}"

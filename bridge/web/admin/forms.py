@@ -1,6 +1,6 @@
 """What the admin pages share: an admin-only router, typed values read from a form, errors beside their field.
 
-Validation itself is not here: it is bridge/accounts.py and bridge/portal.py, the code the CLI runs, so a
+Validation itself is not here: it is bridge/accounts/ and bridge/portal.py, the code the CLI runs, so a
 form and a command refuse the same input with the same words. This module only turns text fields into
 the types those functions take, and an error into a message shown next to the field it names.
 """
@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from bridge import accounts
-from bridge.accounts import ServerFields
+from bridge.accounts import servers
+from bridge.accounts.servers import ServerFields
 from bridge.errors import FieldError, InputError
 from bridge.web import auth
 from models import ImapServer, OAuthClient, OAuthGrant, SmtpAccount
@@ -144,7 +144,7 @@ def oauth_after(session: Session, kind: str, account: SmtpAccount | ImapServer, 
     if choice.client is None:
         return
     before = (account.oauth_client_id, account.oauth_flow)
-    accounts.use_oauth(session, account, choice.client, choice.flow)
+    servers.use_oauth(session, account, choice.client, choice.flow)
     if before != (account.oauth_client_id, account.oauth_flow):
         _forget_grant(session, kind, account.id)
 

@@ -7,11 +7,11 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge import accounts
-from bridge.connection_test import check_imap
-from bridge.connections import SECURITY_MODES
+from bridge.accounts import imap_servers
+from bridge.accounts.oauth.status import sign_in_state
+from bridge.checks.connection_check import check_imap
 from bridge.errors import InputError
-from bridge.oauth.status import sign_in_state
+from bridge.net.connections import SECURITY_MODES
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.admin.smtp import server_fields
@@ -71,7 +71,7 @@ def imap_add(request: Request, values: dict[str, str] = Depends(forms.form_value
              session: Session = Depends(db)) -> Response:
     try:
         choice = forms.sign_in_choice(values)
-        server = accounts.add_imap(session, server_fields(values), **_options(values), oauth=choice.client,
+        server = imap_servers.add_imap(session, server_fields(values), **_options(values), oauth=choice.client,
                                    oauth_flow=choice.flow)
     except InputError as err:
         return _list(request, session, forms.kept(values), forms.refused(session, err), status_code=422)
@@ -87,17 +87,17 @@ def imap_add(request: Request, values: dict[str, str] = Depends(forms.form_value
 
 @router.get("/imap/{server_id}")
 def imap_edit(request: Request, server_id: int, session: Session = Depends(db)) -> Response:
-    return _edit(request, session, accounts.imap_by_id(session, server_id))
+    return _edit(request, session, imap_servers.imap_by_id(session, server_id))
 
 
 @router.post("/imap/{server_id}", dependencies=[Depends(auth.check_csrf)])
 def imap_update(request: Request, server_id: int, values: dict[str, str] = Depends(forms.form_values),
                 session: Session = Depends(db)) -> Response:
-    server = accounts.imap_by_id(session, server_id)
+    server = imap_servers.imap_by_id(session, server_id)
     try:
         choice = forms.sign_in_choice(values)
         forms.password_first(session, "imap", server, choice)
-        accounts.update_imap(session, server_id, server_fields(values), **_options(values))
+        imap_servers.update_imap(session, server_id, server_fields(values), **_options(values))
         forms.oauth_after(session, "imap", server, choice)
     except InputError as err:
         errors = forms.refused(session, err)
@@ -111,6 +111,6 @@ def imap_update(request: Request, server_id: int, values: dict[str, str] = Depen
 @router.post("/imap/{server_id}/test", dependencies=[Depends(auth.check_csrf)])
 def imap_test(request: Request, server_id: int, session: Session = Depends(db)) -> Response:
     """Connect, TLS, LOGIN, find the Sent (and poll) folder; the page shows the CLI's lines."""
-    server = accounts.imap_by_id(session, server_id)
+    server = imap_servers.imap_by_id(session, server_id)
     report = check_imap(server)
     return _edit(request, session, server, report=report.lines(), ok=report.ok)

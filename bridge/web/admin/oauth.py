@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
+from bridge.accounts.oauth import clients, providers
 from bridge.errors import FieldError, InputError
-from bridge.oauth import clients, providers
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db

@@ -7,11 +7,11 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge import accounts
-from bridge.connection_test import check_smtp
-from bridge.connections import SECURITY_MODES
+from bridge.accounts import servers, smtp_accounts
+from bridge.accounts.oauth.status import sign_in_state
+from bridge.checks.connection_check import check_smtp
 from bridge.errors import InputError
-from bridge.oauth.status import sign_in_state
+from bridge.net.connections import SECURITY_MODES
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db
@@ -31,9 +31,9 @@ def values_of(session: Session, a: SmtpAccount) -> dict[str, str]:
             "provider_files_sent": "1" if a.provider_files_sent else ""}
 
 
-def server_fields(values: dict[str, str]) -> accounts.ServerFields:
+def server_fields(values: dict[str, str]) -> servers.ServerFields:
     """The shared server fields as typed; an empty password is no password (on edit: keep the stored one)."""
-    return accounts.ServerFields(forms.text(values, "name"), forms.text(values, "host"),
+    return servers.ServerFields(forms.text(values, "name"), forms.text(values, "host"),
                                  forms.port(values), forms.text(values, "security"),
                                  forms.optional(values, "username"), values.get("password") or None,
                                  forms.number(values, "timeout", "timeout"), forms.optional(values, "ca_file"))
@@ -71,7 +71,7 @@ def smtp_add(request: Request, values: dict[str, str] = Depends(forms.form_value
              session: Session = Depends(db)) -> Response:
     try:
         choice = forms.sign_in_choice(values)
-        account = accounts.add_smtp(session, server_fields(values), is_default=forms.checked(values, "is_default"),
+        account = smtp_accounts.add_smtp(session, server_fields(values), is_default=forms.checked(values, "is_default"),
                                     provider_files_sent=forms.checked(values, "provider_files_sent"),
                                     oauth=choice.client, oauth_flow=choice.flow)
     except InputError as err:
@@ -88,17 +88,17 @@ def smtp_add(request: Request, values: dict[str, str] = Depends(forms.form_value
 
 @router.get("/smtp/{account_id}")
 def smtp_edit(request: Request, account_id: int, session: Session = Depends(db)) -> Response:
-    return _edit(request, session, accounts.smtp_by_id(session, account_id))
+    return _edit(request, session, smtp_accounts.smtp_by_id(session, account_id))
 
 
 @router.post("/smtp/{account_id}", dependencies=[Depends(auth.check_csrf)])
 def smtp_update(request: Request, account_id: int, values: dict[str, str] = Depends(forms.form_values),
                 session: Session = Depends(db)) -> Response:
-    account = accounts.smtp_by_id(session, account_id)
+    account = smtp_accounts.smtp_by_id(session, account_id)
     try:
         choice = forms.sign_in_choice(values)
         forms.password_first(session, "smtp", account, choice)
-        accounts.update_smtp(session, account_id, server_fields(values),
+        smtp_accounts.update_smtp(session, account_id, server_fields(values),
                              is_default=forms.checked(values, "is_default"),
                              provider_files_sent=forms.checked(values, "provider_files_sent"))
         forms.oauth_after(session, "smtp", account, choice)
@@ -114,6 +114,6 @@ def smtp_update(request: Request, account_id: int, values: dict[str, str] = Depe
 @router.post("/smtp/{account_id}/test", dependencies=[Depends(auth.check_csrf)])
 def smtp_test(request: Request, account_id: int, session: Session = Depends(db)) -> Response:
     """Connect, TLS, AUTH, MAIL FROM as a real send would; the page shows the CLI's lines."""
-    account = accounts.smtp_by_id(session, account_id)
+    account = smtp_accounts.smtp_by_id(session, account_id)
     report = check_smtp(session, account)
     return _edit(request, session, account, report=report.lines(), ok=report.ok)

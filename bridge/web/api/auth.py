@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from bridge import api_tokens
-from bridge.api_tokens import Principal
+from bridge.accounts import api_tokens
+from bridge.accounts.api_tokens import Principal
 from bridge.web.deps import db
 from models import InboundMessage, OutboundMessage
 from models.db import session_scope

@@ -1,6 +1,6 @@
 """The CLI's JSON objects for a whole page of rows, with one query per related table instead of per row.
 
-`bridge.triage.inbound_json` and `bridge.outbound.log_json` look up the employee, the candidate and a
+`bridge.inbound.triage.inbound_json` and `bridge.outbound.queue.log_json` look up the employee, the candidate and a
 forward's status row by row: right for one object, a query storm for a page of 200. Here the
 employees and candidates of the page are loaded in one query each (the session's identity map then
 answers `session.get`), and the forwards' statuses in one more, handed to the same builders.
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, select
 
-from bridge import outbound, triage
+from bridge.inbound import triage
+from bridge.outbound import queue
 from models import Candidate, Employee, InboundMessage, OutboundMessage
 
 
@@ -24,7 +25,7 @@ def _load_employees(session: Session, ids: set[int | None]) -> dict[int, Employe
 
 
 def _forward_states(session: Session, rows: Sequence[InboundMessage]) -> dict[int, str]:
-    """`bridge.delivery.state` for the rows whose forward sits in the Mail Log, in one query."""
+    """`bridge.inbound.hand_off.state` for the rows whose forward sits in the Mail Log, in one query."""
     queued = [r.id for r in rows if r.delivery == "queued"]
     if not queued:
         return {}
@@ -52,6 +53,6 @@ def inbound_items(session: Session, rows: Sequence[InboundMessage]) -> list[dict
 def mail_items(session: Session, rows: Sequence[OutboundMessage]) -> list[dict[str, object]]:
     """`log_json` per row; its `session.get(Employee, ...)` is answered from the identity map."""
     loaded = _load_employees(session, {r.employee_id for r in rows})  # held: the identity map keeps weak references
-    items = [outbound.log_json(session, m) for m in rows]
+    items = [queue.log_json(session, m) for m in rows]
     del loaded
     return items

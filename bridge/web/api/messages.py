@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from sqlalchemy import and_, or_, tuple_
 from sqlmodel import Session, select
 
-from bridge import accounts, message_content, triage
-from bridge.api_tokens import Principal
+from bridge.accounts import employees
+from bridge.accounts.api_tokens import Principal
 from bridge.errors import NotFound
+from bridge.inbound import message_content, triage
 from bridge.web.api import batch, paging
 from bridge.web.api.auth import may_see_message, principal
 from bridge.web.api.errors import ApiForbidden, BadField, Conflict
@@ -126,7 +127,7 @@ def assign(message_id: MessageId, body: AssignIn, p: Principal = Depends(princip
            session: Session = Depends(db)) -> dict[str, object]:
     _open(session, p, message_id)
     try:
-        employee = accounts.get_employee(session, body.employee_number)
+        employee = employees.get_employee(session, body.employee_number)
     except NotFound as err:
         raise BadField(("body", "employee_number"), str(err)) from None
     if not employee.active:

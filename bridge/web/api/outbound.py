@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from sqlmodel import Session, select
 
-from bridge import accounts, message_content, outbound, triage
-from bridge.api_tokens import Principal
-from bridge.compose import check_address, refuse_line_breaks
+from bridge.accounts import aliases, employees
+from bridge.accounts.api_tokens import Principal
 from bridge.errors import BridgeError, NotFound
+from bridge.inbound import message_content, triage
+from bridge.outbound import queue
+from bridge.outbound.compose import check_address, refuse_line_breaks
 from bridge.web.api import batch, paging
 from bridge.web.api.auth import may_see_mail, may_see_message, principal
 from bridge.web.api.errors import ApiForbidden, BadField, Conflict
@@ -34,14 +36,14 @@ def _field(loc: str, check, *args):  # noqa: ANN001, ANN202 - a bridge check and
         raise BadField(("body", loc), str(err)) from None
 
 
-def _request(session: Session, p: Principal, body: OutboundIn) -> outbound.Request:
+def _request(session: Session, p: Principal, body: OutboundIn) -> queue.Request:
     """Check each field on its own (so a 422 names it), then the bridge's Request."""
     if not p.admin and (p.employee is None or body.employee_number != p.employee.number):
         raise ApiForbidden(f"this token sends only as employee {p.employee.number if p.employee else '?'}")
-    employee: Employee = _field("employee_number", accounts.get_employee, session, body.employee_number)
+    employee: Employee = _field("employee_number", employees.get_employee, session, body.employee_number)
     if not employee.active:
         raise BadField(("body", "employee_number"), f"employee {employee.number} is inactive and cannot send")
-    _field("alias", accounts.alias_for, session, employee, body.alias)
+    _field("alias", aliases.alias_for, session, employee, body.alias)
     _field("to", check_address, body.to, "recipient")
     _field("subject", lambda: refuse_line_breaks(subject=body.subject))
     in_reply_to, references, inbound_id = None, (), None
@@ -54,7 +56,7 @@ def _request(session: Session, p: Principal, body: OutboundIn) -> outbound.Reque
             raise ApiForbidden(f"message {answered.id} belongs to another employee")
         headers = message_content.headers_of(answered.raw)
         in_reply_to, references, inbound_id = headers.message_id, message_content.reply_references(headers), answered.id
-    return outbound.Request(employee_number=employee.number, alias=body.alias, to=body.to, subject=body.subject,
+    return queue.Request(employee_number=employee.number, alias=body.alias, to=body.to, subject=body.subject,
                             text=body.body, html=body.html, in_reply_to=in_reply_to, references=references,
                             inbound_id=inbound_id)
 
@@ -62,9 +64,9 @@ def _request(session: Session, p: Principal, body: OutboundIn) -> outbound.Reque
 @router.post("/outbound", status_code=202, response_model=MailLog, responses=ERRORS,
              summary="Queue one message; the worker sends it (follow it in GET /outbound)")
 def send(body: OutboundIn, p: Principal = Depends(principal), session: Session = Depends(db)) -> dict[str, object]:
-    message = outbound.queue(session, _request(session, p, body))
+    message = queue.queue(session, _request(session, p, body))
     session.commit()
-    return outbound.log_json(session, message)
+    return queue.log_json(session, message)
 
 
 @router.get("/outbound", response_model=MailLogPage, responses=ERRORS, summary="The Mail Log, newest first")
@@ -99,6 +101,6 @@ def requeue(outbound_id: Annotated[int, Path(ge=1, le=MAX_ID)], p: Principal = D
     if message.status not in REQUEUABLE:
         raise Conflict(f"message {outbound_id} is {message.status}; only not_sent and undeliverable messages can be "
                        "queued again")
-    outbound.requeue(session, [outbound_id])
+    queue.requeue(session, [outbound_id])
     session.commit()
-    return outbound.log_json(session, message)
+    return queue.log_json(session, message)

@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API, so /api/v1/openapi.json documents every field.
 
-The response objects are the CLI's `--json` objects (bridge.triage.inbound_json, bridge.outbound.log_json);
+The response objects are the CLI's `--json` objects (bridge.json_views: inbound_json, log_json);
 `extra="allow"` passes on any key those gain, so the API never silently drops one.
 """
 

@@ -1,0 +1,74 @@
+"""TODO docstring (split from bridge/accounts/validation.py)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from bridge.accounts.validation import about, check_name
+from bridge.errors import FieldError, InputError, NotFound
+from bridge.outbound.compose import check_address
+from models import Employee
+
+DELIVERY_MODES = ("forward", "imap", "none")
+
+
+def _delivery(mode: str) -> str:
+    if mode not in DELIVERY_MODES:
+        raise InputError(f"delivery {mode!r} is not one of: {', '.join(DELIVERY_MODES)}")
+    return mode
+
+
+def set_delivery(session: Session, number: int, mode: str) -> Employee:
+    employee = get_employee(session, number)
+    employee.delivery = _delivery(mode)
+    session.add(employee)
+    return employee
+
+
+def set_active(session: Session, number: int, active: bool) -> Employee:
+    employee = get_employee(session, number)
+    employee.active = active
+    session.add(employee)
+    return employee
+
+
+def add_employee(session: Session, number: int, name: str, email: str, *, admin: bool = False,
+                 active: bool = True, delivery: str = "forward") -> Employee:
+    if number < 0 or number > 999_999_999:
+        raise FieldError("number", "employee number must be between 0 and 999999999")
+    if session.exec(select(Employee).where(Employee.number == number)).first():
+        raise FieldError("number", f"employee number {number} exists already")
+    employee = Employee(number=number, active=active)
+    return _save_employee(session, employee, name, email, admin, delivery)
+
+
+def update_employee(session: Session, number: int, *, name: str, email: str, admin: bool,
+                    delivery: str) -> Employee:
+    """Edit an employee; the number stays (it is in every numbered address already sent)."""
+    return _save_employee(session, get_employee(session, number), name, email, admin, delivery)
+
+
+def _save_employee(session: Session, employee: Employee, name: str, email: str, admin: bool,
+                   delivery: str) -> Employee:
+    with about("name"):
+        name = check_name(name, "name")
+    with about("email"):
+        email = check_address(email, "email")
+    with about("delivery"):
+        delivery = _delivery(delivery)
+    employee.name, employee.email, employee.admin, employee.delivery = name, email, admin, delivery
+    session.add(employee)
+    session.flush()
+    return employee
+
+
+def get_employee(session: Session, number: int) -> Employee:
+    employee = session.exec(select(Employee).where(Employee.number == number)).first()
+    if employee is None:
+        raise NotFound(f"no employee number {number}")
+    return employee
+
+
+def employee_json(e: Employee) -> dict[str, object]:
+    return {"number": e.number, "name": e.name, "email": e.email, "active": e.active, "admin": e.admin,
+            "delivery": e.delivery}

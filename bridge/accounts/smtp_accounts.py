@@ -1,0 +1,67 @@
+"""TODO docstring (split from bridge/accounts/validation.py)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from bridge import crypto
+from bridge.accounts.servers import ServerFields, no_password_with_oauth, unique_name, use_oauth
+from bridge.errors import NotFound
+from models import SmtpAccount
+
+
+def add_smtp(session: Session, fields: ServerFields, *, is_default: bool = False,
+             provider_files_sent: bool = False, oauth: str | None = None, oauth_flow: str = "delegated") -> SmtpAccount:
+    if oauth is not None:
+        no_password_with_oauth(fields)
+    account = _save_smtp(session, SmtpAccount(), fields, is_default, provider_files_sent)
+    return use_oauth(session, account, oauth, oauth_flow) if oauth is not None else account
+
+
+def update_smtp(session: Session, account_id: int, fields: ServerFields, *, is_default: bool,
+                provider_files_sent: bool) -> SmtpAccount:
+    """Edit an account. No password (None) keeps the stored one: forms never show it, so empty means
+    unchanged; without a username the stored password goes too (it could never be used)."""
+    return _save_smtp(session, smtp_by_id(session, account_id), fields, is_default, provider_files_sent)
+
+
+def _save_smtp(session: Session, account: SmtpAccount, fields: ServerFields, is_default: bool,
+               provider_files_sent: bool) -> SmtpAccount:
+    f = fields.validated("smtp")
+    unique_name(session, SmtpAccount, f.name, account.id, "an SMTP account")
+    if is_default:
+        others = select(SmtpAccount).where(SmtpAccount.is_default)
+        if account.id is not None:
+            others = others.where(SmtpAccount.id != account.id)
+        for other in session.exec(others):
+            other.is_default = False
+            session.add(other)
+    if f.password:
+        account.secret = crypto.encrypt(f.password)
+    elif not f.username or account.id is None:
+        account.secret = None
+    account.name, account.host, account.port, account.security = f.name, f.host, f.port, f.security
+    account.username, account.timeout, account.ca_file = f.username, f.timeout, f.ca_file
+    account.is_default, account.provider_files_sent = is_default, provider_files_sent
+    session.add(account)
+    session.flush()
+    return account
+
+
+def get_smtp(session: Session, name: str) -> SmtpAccount:
+    account = session.exec(select(SmtpAccount).where(SmtpAccount.name == name)).first()
+    if account is None:
+        raise NotFound(f"no SMTP account named {name!r}")
+    return account
+
+
+def smtp_by_id(session: Session, account_id: int) -> SmtpAccount:
+    account = session.get(SmtpAccount, account_id)
+    if account is None:
+        raise NotFound(f"no SMTP account with id {account_id}")
+    return account
+
+
+def default_smtp(session: Session) -> SmtpAccount | None:
+    """The database-wide account for automated mail and aliases without their own."""
+    return session.exec(select(SmtpAccount).where(SmtpAccount.is_default)).first()

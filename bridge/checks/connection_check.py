@@ -1,0 +1,135 @@
+"""Test Connection: walk the same steps a real send or append takes, and explain the first failure.
+
+SMTP: connect, TLS, AUTH, then MAIL FROM the numbered address and RSET, so a server that would
+refuse to let the account send as that address says so now rather than on the first real send.
+IMAP: connect, TLS, LOGIN, find the Sent folder (and the poll folder when one is set).
+When nothing answers (timeout, refused, dropped), the hint names this server's outgoing address toward
+the host, for a provider's IP allow list.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from bridge import portal
+from bridge.errors import BridgeError
+from bridge.net.connections import (
+    StageError,
+    close_quietly,
+    endpoint_of,
+    logout_quietly,
+    open_imap,
+    open_smtp,
+    with_local_address,
+)
+from bridge.net.diagnosis import Endpoint, Failure, diagnose, failure_from_exception
+from bridge.outbound.sent_folder import find_sent_folder
+from models import Alias, Employee, ImapServer, SmtpAccount
+
+
+@dataclass
+class Report:
+    steps: list[str] = field(default_factory=list)
+    ok: bool = True
+    diagnosis: str | None = None
+    hint: str | None = None
+
+    def fail(self, failure: Failure, hint: str) -> Report:
+        self.ok, self.diagnosis, self.hint = False, f"{failure.reply()} (at {failure.stage})", hint
+        return self
+
+    def lines(self) -> list[str]:
+        out = list(self.steps)
+        if self.ok:
+            out.append("Status: OK")
+        else:
+            out += ["Status: FAILED", f"Diagnosis: {self.diagnosis}", f"Hint: {self.hint}"]
+        return out
+
+
+def _hint(failure: Failure, ep: Endpoint, sender: str | None = None) -> str:
+    return diagnose(failure, with_local_address(ep, failure), sender).hint
+
+
+def _sender_for(session: Session, account: SmtpAccount, employee_number: int | None) -> str | None:
+    """The numbered address to try MAIL FROM with: the given employee, else one who sends via the account."""
+    settings = portal.load(session)
+    if not settings.reply_address:
+        return None
+    numbered = settings.numbered()
+    if employee_number is not None:
+        return numbered.make(employee_number)
+    query = select(Employee.number).join(Alias, Alias.employee_id == Employee.id).where(Employee.active)
+    if account.is_default:
+        query = query.where((Alias.smtp_account_id == account.id) | Alias.smtp_account_id.is_(None))
+    else:
+        query = query.where(Alias.smtp_account_id == account.id)
+    number = session.exec(query.order_by(Employee.number)).first()
+    return numbered.make(number) if number is not None else None
+
+
+def check_smtp(session: Session, account: SmtpAccount, employee_number: int | None = None) -> Report:
+    report = Report()
+    ep = endpoint_of(account)
+    sender = _sender_for(session, account, employee_number)
+    try:
+        conn = open_smtp(account)
+    except StageError as err:
+        failure = failure_from_exception(err.cause, err.stage)
+        return report.fail(failure, _hint(failure, ep, sender))
+    except BridgeError as err:
+        return report.fail(Failure("config", "auth", None, str(err)), str(err))
+    try:
+        report.steps.append(f"Connected to {account.host}:{account.port} ({account.security})")
+        if account.security in ("ssl", "starttls"):
+            report.steps.append(f"TLS: {conn.sock.version()}")  # type: ignore[union-attr]
+        if account.username:
+            report.steps.append(f"Authenticated as {account.username}")
+        if sender is None:
+            report.steps.append("MAIL FROM not tried: no employee sends through this account yet")
+            return report
+        try:
+            code, msg = conn.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, msg, sender)
+            report.steps.append(f"MAIL FROM:<{sender}> accepted ({code})")
+            conn.rset()
+        except (smtplib.SMTPException, OSError) as exc:
+            failure = failure_from_exception(exc, "mail")
+            return report.fail(failure, _hint(failure, ep, sender))
+        return report
+    finally:
+        close_quietly(conn)
+
+
+def check_imap(server: ImapServer) -> Report:
+    report = Report()
+    ep = endpoint_of(server)
+    try:
+        client = open_imap(server)
+    except StageError as err:
+        failure = failure_from_exception(err.cause, err.stage)
+        return report.fail(failure, _hint(failure, ep))
+    except BridgeError as err:
+        return report.fail(Failure("config", "login", None, str(err)), str(err))
+    try:
+        report.steps.append(f"Connected to {server.host}:{server.port} ({server.security})")
+        report.steps.append(f"Logged in as {server.username}")
+        try:
+            folder = find_sent_folder(client, server.sent_folder)
+            report.steps.append(f"Sent folder: {folder}")
+            if server.poll_folder:
+                if not client.folder_exists(server.poll_folder):
+                    raise BridgeError(f"the poll folder {server.poll_folder!r} does not exist on the server")
+                report.steps.append(f"Poll folder: {server.poll_folder}")
+        except BridgeError as err:
+            return report.fail(Failure("folder", "folder", None, str(err)), str(err))
+        except Exception as exc:  # noqa: BLE001 - any IMAP failure is reported, not raised
+            failure = failure_from_exception(exc, "folder")
+            return report.fail(failure, _hint(failure, ep))
+        return report
+    finally:
+        logout_quietly(client)

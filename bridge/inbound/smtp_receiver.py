@@ -1,0 +1,183 @@
+"""The SMTP receiver: aiosmtpd hooks that accept candidate replies for our domains only.
+
+- RCPT: only addresses in the accepted domains (550 5.7.1 otherwise): never an open relay.
+- DATA: 250 only after the raw message and envelope are committed; a storage failure answers
+  451 4.3.0 (never a 500, never an exception text). Concurrent messages are committed together
+  by one writer thread (group commit); parsing and routing run after the 250, off the event loop.
+- Size: the SIZE limit (552) and a cap on the header block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.engine import Engine
+
+from bridge import portal
+from bridge.inbound import pipeline
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+MAX_HEADER_BYTES = 256 * 1024
+DOMAINS_TTL_S = 30.0
+BATCH = 64
+
+
+class GroupCommitter:
+    """Stores messages handed in from many SMTP sessions, several per transaction, in one thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: asyncio.Queue[tuple[pipeline.Incoming, asyncio.Future[pipeline.Stored]]] | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rb-store")
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: pipeline.Incoming) -> pipeline.Stored:
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._run())
+        future: asyncio.Future[pipeline.Stored] = loop.create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < BATCH:
+                batch.append(self._queue.get_nowait())
+            try:
+                stored = await loop.run_in_executor(self._writer, pipeline.store_many, self.engine,
+                                                    [item for item, _f in batch])
+            except Exception as err:  # noqa: BLE001 - every waiting session answers 451
+                for _item, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+            else:
+                for (_item, future), result in zip(batch, stored, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+
+    def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+        self._writer.shutdown(wait=True)
+
+
+class ReceiverHandler:
+    """aiosmtpd handler: narrow hooks, each with one job."""
+
+    def __init__(self, engine: Engine, max_header_bytes: int = MAX_HEADER_BYTES, router_threads: int = 2,
+                 route_inline: bool = True) -> None:
+        self.engine = engine
+        self.route_inline = route_inline  # False: a routing process routes (serve), keeping this interpreter free
+        self.max_header_bytes = max_header_bytes
+        self.committer = GroupCommitter(engine)
+        self.router = ThreadPoolExecutor(max_workers=router_threads, thread_name_prefix="rb-route")
+        self.settings_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rb-settings")
+        self._domains: frozenset[str] = frozenset()
+        self._domains_at = 0.0
+
+    def accepted_domains(self) -> frozenset[str]:
+        """The accepted domains, re-read from the settings every DOMAINS_TTL_S seconds."""
+        if time.monotonic() - self._domains_at > DOMAINS_TTL_S:
+            with session_scope(self.engine) as session:
+                settings = portal.load(session)
+            domains = set(settings.accepted_domains)
+            if settings.reply_address:
+                domains.add(settings.numbered().primary.domain)
+            self._domains, self._domains_at = frozenset(domains), time.monotonic()
+        return self._domains
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        try:
+            fresh = time.monotonic() - self._domains_at <= DOMAINS_TTL_S
+            domains = self._domains if fresh else await asyncio.get_running_loop().run_in_executor(
+                self.settings_reader, self.accepted_domains)
+        except Exception:  # noqa: BLE001 - the settings could not be read: the sender retries
+            log.exception("reading the accepted domains failed")
+            return "451 4.3.0 Temporary failure, try again later"
+        if domain not in domains:
+            return f"550 5.7.1 <{address}>: relay access denied; this server receives mail for its own domains only"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or (envelope.content if isinstance(envelope.content, bytes)
+                                             else str(envelope.content).encode("utf-8", "surrogateescape"))
+        end = raw.find(b"\r\n\r\n")
+        if (end == -1 and len(raw) > self.max_header_bytes) or end > self.max_header_bytes:
+            return "552 5.3.4 Message header too large"
+        item = pipeline.Incoming(raw, "smtp", envelope.mail_from or "", tuple(envelope.rcpt_tos))
+        try:
+            stored = await self.committer.submit(item)
+        except Exception:  # noqa: BLE001 - nothing was stored: the sender keeps the message and retries
+            log.exception("storing a received message failed; answered 451")
+            return "451 4.3.0 Temporary storage failure, try again later"
+        if self.route_inline and not stored.duplicate:
+            asyncio.get_running_loop().run_in_executor(self.router, self._route, stored.id)
+        return f"250 2.0.0 OK: stored as {stored.id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("SMTP session error", exc_info=error)
+        return "451 4.3.0 Temporary failure, try again later"
+
+    def _route(self, inbound_id: int) -> None:
+        try:
+            pipeline.process(self.engine, inbound_id)
+        except Exception:  # noqa: BLE001 - the message is stored; the worker routes it later
+            log.exception("routing message %s failed; the worker retries", inbound_id)
+
+    def close(self) -> None:
+        self.committer.close()
+        self.router.shutdown(wait=True)
+        self.settings_reader.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    max_bytes: int = MAX_MESSAGE_BYTES
+    max_header_bytes: int = MAX_HEADER_BYTES
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ReceiverConfig:
+        return cls(host=os.environ.get("REPLYBRIDGE_SMTP_HOST", "127.0.0.1"),
+                   port=int(os.environ.get("REPLYBRIDGE_SMTP_PORT", "2525")),
+                   max_bytes=int(os.environ.get("REPLYBRIDGE_SMTP_MAX_BYTES", str(MAX_MESSAGE_BYTES))),
+                   certfile=os.environ.get("REPLYBRIDGE_SMTP_TLS_CERT") or None,
+                   keyfile=os.environ.get("REPLYBRIDGE_SMTP_TLS_KEY") or None)
+
+
+class Receiver(Controller):
+    """The receiver on its own event-loop thread; `start()` and `stop()` as aiosmtpd's Controller."""
+
+    def __init__(self, engine: Engine, config: ReceiverConfig, route_inline: bool = True) -> None:
+        self.handler_ = ReceiverHandler(engine, config.max_header_bytes, route_inline=route_inline)
+        tls = None
+        if config.certfile:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(config.certfile, config.keyfile)
+        super().__init__(self.handler_, hostname=config.host, port=config.port, data_size_limit=config.max_bytes,
+                         enable_SMTPUTF8=True, tls_context=tls, require_starttls=False, ident="replybridge ESMTP",
+                         server_hostname=None)
+
+    def stop(self, no_assert: bool = False) -> None:
+        super().stop(no_assert=no_assert)
+        self.handler_.close()

@@ -1,0 +1,111 @@
+"""Unassigned messages: assign to an employee (linking the candidate, so the next reply threads),
+dismiss (kept, restorable), restore, and route stored messages again after a configuration fix."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bridge.accounts import employees
+from bridge.candidates import link
+from bridge.errors import InputError, NotFound
+from bridge.inbound import hand_off
+from bridge.inbound.pipeline import process
+from bridge.ops.webhooks import dispatch
+from models import Candidate, Employee, InboundMessage
+from models.db import session_scope
+
+
+def get_inbound(session: Session, inbound_id: int) -> InboundMessage:
+    row = session.get(InboundMessage, inbound_id)
+    if row is None:
+        raise NotFound(f"no inbound message {inbound_id}")
+    return row
+
+
+def _open(session: Session, inbound_id: int, becomes: str) -> InboundMessage:
+    """The open unassigned message, claimed for this change by a conditional UPDATE: of two people
+    assigning or dismissing it at once, one wins and the other is told (on SQLite and PostgreSQL)."""
+    row = get_inbound(session, inbound_id)
+    claimed = session.exec(update(InboundMessage).where(
+        InboundMessage.id == inbound_id, InboundMessage.route == "unassigned", InboundMessage.triage == "open")
+        .values(triage=becomes).execution_options(synchronize_session=False)).rowcount
+    session.refresh(row)
+    if claimed != 1:
+        state = row.triage if row.route == "unassigned" else f"routed to {row.route}"
+        raise InputError(f"message {inbound_id} is not an open unassigned message ({state})")
+    return row
+
+
+def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMessage:
+    employee = employees.get_employee(session, employee_number)
+    if not employee.active:
+        raise InputError(f"employee {employee_number} is inactive")
+    row = _open(session, inbound_id, "assigned")
+    row.route, row.employee_id, row.triage = "employee", employee.id, "assigned"
+    row.reason = f"assigned to employee {employee_number} by a person (was: {row.reason})"
+    if row.from_addr:
+        candidate, conversation = link(session, employee, row.from_addr, row.from_name)
+        row.candidate_id, row.conversation_id = candidate.id, conversation.id
+    session.add(row)
+    hand_off.plan(session, row)
+    dispatch.emit_inbound(session, "message.assigned", row)
+    return row
+
+
+def confirm_sender(session: Session, inbound_id: int) -> InboundMessage:
+    """A person confirms that a flagged thread reply's new address belongs to the candidate."""
+    row = get_inbound(session, inbound_id)
+    if not row.flagged or row.employee_id is None or not row.from_addr:
+        raise InputError(f"message {inbound_id} has no sender waiting for confirmation")
+    employee = session.get(Employee, row.employee_id)
+    candidate, conversation = link(session, employee, row.from_addr, row.from_name)
+    row.candidate_id, row.conversation_id = candidate.id, conversation.id
+    row.flagged, row.flag_reason = False, None
+    session.add(row)
+    return row
+
+
+def dismiss(session: Session, inbound_id: int) -> InboundMessage:
+    return _open(session, inbound_id, "dismissed")
+
+
+def restore(session: Session, inbound_id: int) -> InboundMessage:
+    row = get_inbound(session, inbound_id)
+    if row.triage != "dismissed":
+        raise InputError(f"message {inbound_id} is not dismissed")
+    row.triage = "open"
+    session.add(row)
+    return row
+
+
+def reroute(engine: Engine, ids: list[int]) -> list[InboundMessage]:
+    """Route stored messages again (after a settings or employee fix); a person's assignment stays."""
+    with session_scope(engine) as session:
+        for inbound_id in ids:
+            row = get_inbound(session, inbound_id)
+            if row.triage == "assigned":
+                raise InputError(f"message {inbound_id} was assigned by a person; it is not routed again")
+            row.routed_at = None
+            session.add(row)
+    return [process(engine, inbound_id) for inbound_id in ids]
+
+
+def inbound_json(session: Session, m: InboundMessage, delivery_state: str | None = None) -> dict[str, object]:
+    """An inbound message object as DESIGN.md's contract has it (the one builder of it).
+
+    Lists preload the page's employees and candidates (session.get then answers from the identity map)
+    and pass the forwards' delivery states, so a page costs a few queries, not a few per row.
+    """
+    employee = session.get(Employee, m.employee_id) if m.employee_id else None
+    candidate = session.get(Candidate, m.candidate_id) if m.candidate_id else None
+    return {
+        "id": m.id, "message_id": m.message_id, "from": m.from_addr, "from_name": m.from_name,
+        "subject": m.subject, "received_at": m.received_at.isoformat(), "source": m.source, "kind": m.kind,
+        "route": m.route, "employee_number": employee.number if employee else None,
+        "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
+        "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
+        "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
+        "delivery": delivery_state or hand_off.state(session, m), "delivery_error": m.delivery_error,
+    }

@@ -1,0 +1,162 @@
+"""Claiming due outbound mail and recording each attempt's result.
+
+A claim is its own committed transaction (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL), so
+several workers never take the same message; a claim whose worker died is taken again when its
+lease runs out. The alias's rate limit (delay between emails) is held in the database so it holds
+across workers and runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from bridge import portal
+from bridge.net.diagnosis import Diagnosis, Failure
+from bridge.ops.webhooks import dispatch
+from bridge.outbound.queue import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
+from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
+from models.db import session_scope
+
+MAX_ATTEMPTS = 3
+LEASE = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the sender and the recorder need, copied out of the claiming transaction."""
+
+    id: int
+    envelope_from: str
+    to_addr: str
+    raw: bytes
+    account: SmtpAccount | None
+    attempts: int  # attempts made before this one
+    copy_state: str  # sent_folder state after a successful send: none | pending | skipped
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Due mail exists, but every alias it goes through must wait until `until` (rate limit)."""
+
+    until: dt.datetime
+
+
+def _due(now: dt.datetime):  # noqa: ANN202 - a SQL expression
+    waiting = and_(OutboundMessage.status.in_(("queued", "deferred")), OutboundMessage.next_attempt_at <= now)
+    stale = and_(OutboundMessage.status == "sending", OutboundMessage.claimed_until < now)
+    return or_(waiting, stale)
+
+
+def _copy_state(alias: Alias | None, account: SmtpAccount | None) -> str:
+    if alias is None or alias.imap_server_id is None or account is None:
+        return "none"
+    return "skipped" if account.provider_files_sent else "pending"
+
+
+def claim_batch(engine: Engine, limit: int = 20) -> list[Claimed] | Waiting | None:
+    """Claim up to `limit` due messages, oldest first, at most one per rate-limited alias.
+
+    Each claim is a conditional UPDATE (still due? alias free?) checked by its row count, so two
+    workers racing for a row cannot both win, on SQLite as on PostgreSQL; one transaction (one
+    commit) covers the batch.
+    """
+    now = utcnow()
+    earliest: dt.datetime | None = None
+    taken_ids: list[int] = []
+    held_aliases: set[int] = set()
+    with session_scope(engine) as session:
+        candidates = session.exec(
+            select(OutboundMessage.id, OutboundMessage.alias_id, Alias.next_send_at, Alias.delay_ms)
+            .join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
+            .where(_due(now)).order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit * 3)
+        ).all()
+        for message_id, alias_id, next_send_at, delay_ms in candidates:
+            if len(taken_ids) == limit:
+                break
+            if next_send_at is not None and next_send_at > now:
+                earliest = min(earliest or next_send_at, next_send_at)
+                continue
+            if delay_ms:
+                if alias_id in held_aliases:
+                    continue
+                free = or_(Alias.next_send_at.is_(None), Alias.next_send_at <= now)
+                held = session.exec(update(Alias).where(Alias.id == alias_id, free)
+                                    .values(next_send_at=now + dt.timedelta(milliseconds=delay_ms)))
+                if held.rowcount != 1:  # another worker just sent through this alias
+                    continue
+                held_aliases.add(alias_id)
+            taken = session.exec(update(OutboundMessage).where(OutboundMessage.id == message_id, _due(now))
+                                 .values(status="sending", claimed_until=now + LEASE))
+            if taken.rowcount == 1:
+                taken_ids.append(message_id)
+        if not taken_ids:
+            return Waiting(earliest) if earliest else None
+        messages = session.exec(select(OutboundMessage).where(OutboundMessage.id.in_(taken_ids))
+                                .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)).all()
+        claimed = []
+        for m in messages:
+            account = account_for(session, m)
+            alias = session.get(Alias, m.alias_id) if m.alias_id else None
+            claimed.append(Claimed(m.id, m.envelope_from, m.to_addr, m.raw, account, m.attempts,
+                                   _copy_state(alias, account)))
+        session.expunge_all()
+        return claimed
+
+
+def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
+    now = utcnow()
+    reply = f"{code} {text}".strip()
+    account = claimed.account.name if claimed.account else None
+    with session_scope(engine) as session:
+        session.exec(update(OutboundMessage).where(OutboundMessage.id == claimed.id).values(
+            attempts=claimed.attempts + 1, status="sent", sent_at=now, claimed_until=None, last_code=code,
+            last_reply=reply, hint=None, smtp_account=account, sent_folder=claimed.copy_state,
+            sent_folder_next_at=now))
+        session.add(DeliveryAttempt(outbound_id=claimed.id, number=claimed.attempts + 1, at=now,
+                                    smtp_account=account, outcome="sent", code=code, reply=reply))
+        dispatch.emit_outbound(session, "outbound.sent", claimed.id)
+
+
+def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis: Diagnosis) -> str:
+    """Deferred with backoff while temporary and attempts remain, else undeliverable. Returns the status."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        message = session.get(OutboundMessage, claimed.id)
+        delays = portal.load(session).retry_delays
+        message.attempts += 1
+        if diagnosis.temporary and message.attempts < MAX_ATTEMPTS:
+            message.status = "deferred"
+            message.next_attempt_at = now + dt.timedelta(seconds=delays[message.attempts - 1])
+        else:
+            message.status = "undeliverable"
+        hint = diagnosis.hint
+        if message.status == "undeliverable" and diagnosis.temporary:
+            hint = f"Gave up after {message.attempts} attempts. {hint}"
+        message.claimed_until = None
+        message.last_code, message.last_reply, message.hint = failure.code, failure.reply(), hint
+        message.smtp_account = claimed.account.name if claimed.account else None
+        session.add(message)
+        session.add(DeliveryAttempt(outbound_id=message.id, number=message.attempts, at=now,
+                                    smtp_account=message.smtp_account, outcome=message.status,
+                                    code=failure.code, reply=failure.reply(), hint=hint))
+        if message.status == "undeliverable":
+            dispatch.emit_outbound(session, "outbound.undeliverable", message)
+        return message.status
+
+
+def record_not_sent(engine: Engine, claimed: Claimed, reason: str = NO_ACCOUNT, hint: str = NO_ACCOUNT_HINT) -> None:
+    """No account (or no usable secret): the message waits as not_sent until queued again."""
+    with session_scope(engine) as session:
+        message = session.get(OutboundMessage, claimed.id)
+        message.status, message.claimed_until = "not_sent", None
+        message.last_code, message.last_reply, message.hint = None, reason, hint
+        if claimed.account is not None:
+            message.smtp_account = claimed.account.name
+        session.add(message)
+        session.add(DeliveryAttempt(outbound_id=message.id, number=message.attempts, outcome="not_sent",
+                                    reply=reason, hint=hint))

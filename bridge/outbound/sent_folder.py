@@ -1,0 +1,129 @@
+"""Filing the exact bytes we sent in the alias's IMAP Sent folder, once.
+
+An append is claimed (attempt counted and committed) before the IMAP APPEND, so after a crash the
+next try knows it is a retry and first searches the folder for the Message-ID: nothing is filed
+twice. Failures back off and give up as `failed` after a few tries; the SMTP send is never undone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+from imapclient.imapclient import SENT
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from bridge.errors import BridgeError
+from bridge.net.connections import endpoint_of, logout_quietly
+from bridge.net.diagnosis import diagnose, failure_from_exception
+from bridge.net.imap_append import append_once, connect, detached_server, retry_at
+from models import Alias, OutboundMessage, utcnow
+from models.db import session_scope
+
+MAX_APPEND_ATTEMPTS = 5
+LEASE = dt.timedelta(minutes=10)
+
+
+class FolderNotFound(BridgeError):
+    """No Sent folder by SPECIAL-USE, by the configured name or by the usual names."""
+
+
+def find_sent_folder(client: IMAPClient, configured: str) -> str:
+    """SPECIAL-USE `\\Sent` first, else the configured name, else the usual names (imapclient's list)."""
+    folders = client.list_folders()
+    for flags, _delim, name in folders:
+        if SENT in flags:
+            return name
+    names = {name for _flags, _delim, name in folders}
+    if configured != "auto":
+        if configured in names:
+            return configured
+        raise FolderNotFound(f"the Sent folder {configured!r} does not exist on the server; "
+                             f"folders there: {', '.join(sorted(names)) or 'none'}")
+    found = client.find_special_folder(SENT)
+    if found:
+        return found
+    raise FolderNotFound("no Sent folder found (no SPECIAL-USE \\Sent and none of the usual names): "
+                         "set it with --sent-folder NAME")
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+    message_id: str
+    raw: bytes
+    sent_at: dt.datetime
+    retry: bool
+
+
+def claim(engine: Engine) -> dict[int | None, list[Pending]]:
+    """Claim every due append, grouped by IMAP server id (None: the alias lost its link)."""
+    now = utcnow()
+    due = (OutboundMessage.sent_folder == "pending", OutboundMessage.sent_folder_next_at <= now)
+    with session_scope(engine) as session:
+        rows = session.exec(select(OutboundMessage.id, Alias.imap_server_id)
+                            .join(Alias, Alias.id == OutboundMessage.alias_id)
+                            .where(*due).order_by(OutboundMessage.id)).all()
+    claimed: dict[int | None, list[Pending]] = defaultdict(list)
+    for outbound_id, server_id in rows:
+        with session_scope(engine) as session:
+            taken = session.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id, *due)
+                                 .values(sent_folder_next_at=now + LEASE,
+                                         sent_folder_attempts=OutboundMessage.sent_folder_attempts + 1))
+            if taken.rowcount != 1:
+                continue
+            m = session.get(OutboundMessage, outbound_id)
+            claimed[server_id].append(Pending(m.id, m.message_id, m.raw, m.sent_at or now,
+                                              retry=m.sent_folder_attempts > 1))
+    return claimed
+
+
+def _record(engine: Engine, outbound_id: int, state: str, error: str | None = None) -> None:
+    with session_scope(engine) as session:
+        m = session.get(OutboundMessage, outbound_id)
+        if state == "retry":
+            if m.sent_folder_attempts >= MAX_APPEND_ATTEMPTS:
+                state = "failed"
+            else:
+                state = "pending"
+                m.sent_folder_next_at = utcnow() + retry_at(m.sent_folder_attempts)
+        m.sent_folder, m.sent_folder_error = state, error
+        session.add(m)
+
+
+def run(engine: Engine) -> int:
+    """Do every due Sent-folder append; returns how many were filed."""
+    filed = 0
+    for server_id, items in claim(engine).items():
+        server = detached_server(engine, server_id)
+        if server is None:  # the alias was unlinked (or the server removed) after the send
+            for item in items:
+                _record(engine, item.id, "failed", "the alias is no longer linked to an IMAP server")
+            continue
+        client, why = connect(server)
+        if client is None:
+            for item in items:
+                _record(engine, item.id, "retry", why)
+            continue
+        try:
+            folder = find_sent_folder(client, server.sent_folder)
+            for item in items:
+                try:
+                    append_once(client, folder, item.message_id, item.raw, item.sent_at, retry=item.retry,
+                                flags=[b"\\Seen"])
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried
+                    diag = diagnose(failure_from_exception(exc, "append"), endpoint_of(server))
+                    _record(engine, item.id, "retry", f"APPEND to {folder} failed: {diag.hint}")
+                else:
+                    _record(engine, item.id, "appended")
+                    filed += 1
+        except FolderNotFound as err:
+            for item in items:
+                _record(engine, item.id, "retry", str(err))
+        finally:
+            logout_quietly(client)
+    return filed
