@@ -308,7 +308,7 @@ class WebhookDelivery(SQLModel, table=True):
 
 
 class AlertState(SQLModel, table=True):
-    """One critical condition reported to the admin by mail (bridge.alerts): when it was first and last
+    """One critical condition reported to the admin by mail (bridge.ops.error_reports): when it was first and last
     seen, when a report about it last went out, and whether its recovery was reported. A recurrence
     after a reported recovery starts the row afresh."""
 
