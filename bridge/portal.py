@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, select
 
 from bridge.errors import ConfigError, InputError
-from bridge.outbound.compose import check_address
+from bridge.input_checks import check_address
 from models import Setting
 from routing.addresses import NumberedAddresses, TemplateError, validate_template
 

@@ -19,8 +19,8 @@ from bridge import portal
 from bridge.errors import InputError
 from bridge.inbound.imap import one_pass
 from bridge.ops import serve
-from bridge.ops.error_reports import report_mail
-from bridge.ops.error_reports.report_mail import PROBLEM, RECOVERED, STILL, Condition, decide, digest
+from bridge.ops.error_reports import records, report_mail
+from bridge.ops.error_reports.rules import PROBLEM, RECOVERED, STILL, Condition, decide, digest
 from models import AlertState, ImapServer, utcnow
 from tests.conftest import Bridge
 from tests.servers.smtp_peers import SmtpPeer
@@ -150,8 +150,8 @@ def test_smtp_failing_15_minutes_one_report_hourly_digest_one_recovery(bridge: B
 def test_reporting_off_records_but_mails_nothing(lite_bridge: Bridge, smtp_peer) -> None:
     admin = smtp_peer("accept")
     wide_account(lite_bridge, admin, reporting=False)
-    report_mail.problem(lite_bridge.engine(), "database", "The database failed", "x")
-    report_mail.needs_sign_in(lite_bridge.engine(), "smtp", "office", "sign in")
+    records.problem(lite_bridge.engine(), "database", "The database failed", "x")
+    records.needs_sign_in(lite_bridge.engine(), "smtp", "office", "sign in")
     lite_bridge.run("worker", "--once")
     assert admin.received == []
 
@@ -252,9 +252,9 @@ def test_no_report_before_now(lite_bridge: Bridge, smtp_peer) -> None:
     admin = smtp_peer("accept")
     wide_account(lite_bridge, admin)
     eng = lite_bridge.engine()
-    report_mail.smtp_failed(eng, "office", "451 4.3.0 Temporary server error")
+    records.smtp_failed(eng, "office", "451 4.3.0 Temporary server error")
     assert report_mail.report_due(eng, utcnow() + 20 * MIN) == 0  # failures seen at one moment only
-    report_mail.smtp_failed(eng, "office", "451 4.3.0 Temporary server error", now=utcnow() + 16 * MIN)
+    records.smtp_failed(eng, "office", "451 4.3.0 Temporary server error", now=utcnow() + 16 * MIN)
     assert report_mail.report_due(eng, utcnow() + 16 * MIN) == 1
     assert report_mail.report_due(eng, utcnow() + 30 * MIN) == 0
     assert report_mail.report_due(eng, utcnow() + 80 * MIN) == 1

@@ -23,7 +23,7 @@ from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from bridge.crypto import decrypt
-from bridge.ops.webhooks import dispatch
+from bridge.ops.webhooks import dispatch, outbox, subscriptions
 from models import Webhook, WebhookDelivery, utcnow
 from models.db import session_scope
 from tests.conftest import Bridge
@@ -114,7 +114,7 @@ class Receiver:
 
 @pytest.fixture
 def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    value = dispatch.new_secret()
+    value = subscriptions.new_secret()
     monkeypatch.setenv("RB_HOOK_SECRET", value)
     return value
 
@@ -234,7 +234,7 @@ def test_event_filter(lite_bridge: Bridge, secret: str, tmp_path: Path) -> None:
         add_hook(lite_bridge, every.url)
         listed = lite_bridge.json("webhook", "list")
         assert [(h["events"], h["all_events"]) for h in listed] == [(["outbound.sent"], False),
-                                                                    (list(dispatch.EVENTS), True)]
+                                                                    (list(outbox.EVENTS), True)]
         ingest(lite_bridge, tmp_path, "f1")
         lite_bridge.run("worker", "--once")
         assert [g.body["type"] for g in every.events()] == ["message.routed"]
@@ -342,18 +342,18 @@ def test_gives_up_after_the_last_backoff_and_retry_brings_it_back(lite_bridge: B
 def test_an_event_is_queued_only_with_the_change_it_reports(bridge: Bridge, receiver: Receiver) -> None:
     add_hook(bridge, receiver.url)
     with pytest.raises(RuntimeError), session_scope(bridge.engine()) as s:
-        assert dispatch.emit(s, "outbound.sent", {"n": 1}) is not None
+        assert outbox.emit(s, "outbound.sent", {"n": 1}) is not None
         raise RuntimeError("the change fails after the event was queued")
     assert deliveries(bridge) == []
     with pytest.raises(ValueError, match="unknown webhook event"), session_scope(bridge.engine()) as s:
-        dispatch.emit(s, "outbound.deleted", {})
+        outbox.emit(s, "outbound.deleted", {})
 
 
 def test_two_deliverers_claim_each_row_once(bridge: Bridge, receiver: Receiver) -> None:
     add_hook(bridge, receiver.url)
     engine = bridge.engine()
     with session_scope(engine) as s:
-        ids = [dispatch.emit(s, "outbound.sent", {"n": n}) for n in range(60)]
+        ids = [outbox.emit(s, "outbound.sent", {"n": n}) for n in range(60)]
     receiver.answers = [0.02] * 60  # slow enough that the two runs overlap
 
     claims: list[list[int]] = [[], []]
@@ -415,7 +415,7 @@ def test_secret_never_shown_logged_or_stored_in_clear(lite_bridge: Bridge, recei
 
 
 def test_bad_url_event_and_secret_are_refused(lite_bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
-    good = dispatch.new_secret()
+    good = subscriptions.new_secret()
     monkeypatch.setenv("GOOD", good)
     cases = {
         ("ftp://ats.example.com/hook", "GOOD"): "must be http:// or https:// with a host",
@@ -442,7 +442,7 @@ def test_bad_url_event_and_secret_are_refused(lite_bridge: Bridge, monkeypatch: 
     assert lite_bridge.json("webhook", "list") == []
 
     made = lite_bridge.run("webhook", "new-secret").stdout.strip()
-    assert dispatch.check_secret(made) == made and made != lite_bridge.run("webhook", "new-secret").stdout.strip()
+    assert subscriptions.check_secret(made) == made and made != lite_bridge.run("webhook", "new-secret").stdout.strip()
 
 
 def test_test_command_and_remove(lite_bridge: Bridge, receiver: Receiver) -> None:

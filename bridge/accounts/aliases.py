@@ -14,7 +14,7 @@ from bridge.accounts.imap_servers import get_imap
 from bridge.accounts.smtp_accounts import get_smtp
 from bridge.accounts.validation import about, check_name
 from bridge.errors import FieldError, InputError, NotFound
-from bridge.outbound.compose import check_address
+from bridge.input_checks import check_address
 from models import Alias, Employee, ImapServer, SmtpAccount
 
 T = TypeVar("T")

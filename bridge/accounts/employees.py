@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from bridge.accounts.validation import about, check_name
 from bridge.errors import FieldError, InputError, NotFound
-from bridge.outbound.compose import check_address
+from bridge.input_checks import check_address
 from models import Employee
 
 DELIVERY_MODES = ("forward", "imap", "none")

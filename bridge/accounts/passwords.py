@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from bridge.accounts import employees
 from bridge.errors import InputError
-from bridge.outbound.compose import refuse_line_breaks
+from bridge.input_checks import refuse_line_breaks
 from models import Employee
 
 MIN_LENGTH = 10

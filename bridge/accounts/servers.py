@@ -16,8 +16,8 @@ from bridge.accounts.validation import (
     check_timeout,
 )
 from bridge.errors import FieldError
+from bridge.input_checks import refuse_line_breaks
 from bridge.net import setup_hints
-from bridge.outbound.compose import refuse_line_breaks
 from models import ImapServer, SmtpAccount
 
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bridge.errors import FieldError, InputError
+from bridge.input_checks import refuse_line_breaks
 from bridge.net.connections import SECURITY_MODES
-from bridge.outbound.compose import refuse_line_breaks
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
+from bridge import json_views
 from bridge.cli.common import db, emit_json, engine, safe_url
 from bridge.errors import ConfigError, InputError
 from bridge.inbound import pipeline, triage
@@ -87,7 +88,7 @@ def ingest(files: tuple[str, ...], as_json: bool, dry_run: bool, explain: bool) 
                        "the worker retries", err=True)
         with db() as session:
             row = triage.get_inbound(session, item.id)
-            shown.append({**triage.inbound_json(session, row), "duplicate": item.duplicate})
+            shown.append({**json_views.inbound_json(session, row), "duplicate": item.duplicate})
     if as_json:
         emit_json(shown if len(files) > 1 else shown[0])
         return
@@ -117,7 +118,7 @@ def messages_list(unassigned: bool, employee_number: int | None, limit: int, as_
                 Employee.number == employee_number)
         rows = session.exec(query.order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
                             .limit(limit)).all()
-        items = [triage.inbound_json(session, m) for m in rows]
+        items = [json_views.inbound_json(session, m) for m in rows]
     if as_json:
         emit_json(items)
         return
@@ -143,7 +144,7 @@ def messages_confirm_sender(inbound_id: int) -> None:
     """Confirm a flagged reply's new sender address as the candidate's, so their mail routes to this employee."""
     with db() as session:
         row = triage.confirm_sender(session, inbound_id)
-        shown = triage.inbound_json(session, row)
+        shown = json_views.inbound_json(session, row)
     click.echo(f"{shown['from']} is now a candidate address of employee {shown['employee_number']}")
 
 
@@ -165,7 +166,7 @@ def unassigned_list(as_json: bool) -> None:
 def unassigned_show(inbound_id: int, as_json: bool) -> None:
     with db() as session:
         row = triage.get_inbound(session, inbound_id)
-        shown = {**triage.inbound_json(session, row), "text": row.reply_text}
+        shown = {**json_views.inbound_json(session, row), "text": row.reply_text}
     if as_json:
         emit_json(shown)
         return

@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from bridge import json_views
 from bridge.accounts import aliases, employees
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
@@ -73,7 +74,7 @@ def send(employee_number: int, alias_description: str | None, to: str | None, to
         raise click.UsageError("a recipient is needed: --to ADDR (or --csv FILE)")
     with db() as session:
         message = queue.queue(session, queue.Request(**{**base.__dict__, "to": to, "to_name": to_name}))
-        shown = queue.log_json(session, message)
+        shown = json_views.log_json(session, message)
     if as_json:
         emit_json(shown)
     else:
@@ -109,7 +110,7 @@ def _send_csv(base: queue.Request, path: str, as_json: bool) -> None:
                     message = queue.queue(session, request)
                 except InputError as err:
                     raise InputError(f"{path} line {n}: {err}; nothing was queued") from None
-                queued.append(queue.log_json(session, message))
+                queued.append(json_views.log_json(session, message))
         employee = employees.get_employee(session, base.employee_number)
         alias = aliases.alias_for(session, employee, base.alias)
         delay_ms = alias.delay_ms if alias else 0
@@ -135,7 +136,7 @@ def log_cmd(status: str | None, entry_id: int | None, limit: int, as_json: bool)
             message = session.get(OutboundMessage, entry_id)
             if message is None:
                 raise InputError(f"no Mail Log entry {entry_id}")
-            entry = queue.log_json(session, message)
+            entry = json_views.log_json(session, message)
             entry["history"] = [
                 {"number": a.number, "at": a.at.isoformat(), "outcome": a.outcome, "code": a.code,
                  "reply": a.reply, "hint": a.hint, "smtp_account": a.smtp_account}
@@ -146,7 +147,7 @@ def log_cmd(status: str | None, entry_id: int | None, limit: int, as_json: bool)
         query = select(OutboundMessage).order_by(OutboundMessage.id.desc()).limit(limit)
         if status:
             query = query.where(OutboundMessage.status == status)
-        entries = [queue.log_json(session, m) for m in session.exec(query)]
+        entries = [json_views.log_json(session, m) for m in session.exec(query)]
     if as_json:
         emit_json(entries)
         return

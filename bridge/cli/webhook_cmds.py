@@ -8,7 +8,7 @@ import click
 
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import BridgeError, InputError
-from bridge.ops.webhooks import dispatch
+from bridge.ops.webhooks import dispatch, outbox, subscriptions
 
 
 @click.group()
@@ -21,22 +21,22 @@ def webhook() -> None:
 @click.option("--secret-env", metavar="VAR", required=True,
               help="Environment variable holding the signing secret, whsec_<base64> (see `webhook new-secret`).")
 @click.option("--event", "events", multiple=True, metavar="E",
-              help=f"Send only this event (repeatable; default every event): {', '.join(dispatch.EVENTS)}.")
+              help=f"Send only this event (repeatable; default every event): {', '.join(outbox.EVENTS)}.")
 def webhook_add(url: str, secret_env: str, events: tuple[str, ...]) -> None:
     """Send events to URL; prints the new webhook's id."""
     secret = os.environ.get(secret_env)
     if not secret:
         raise InputError(f"--secret-env: the environment variable {secret_env} is not set or empty; "
-                         f"make a secret with: {dispatch.MAKE_SECRET}")
+                         f"make a secret with: {subscriptions.MAKE_SECRET}")
     with db() as session:
-        hook = dispatch.add(session, url, secret, events)
+        hook = subscriptions.add(session, url, secret, events)
         click.echo(hook.id)
 
 
 @webhook.command("new-secret")
 def webhook_new_secret() -> None:
     """Print a new signing secret (whsec_ + base64 of 32 random bytes) for `webhook add --secret-env`."""
-    click.echo(dispatch.new_secret())
+    click.echo(subscriptions.new_secret())
 
 
 @webhook.command("list")
@@ -44,7 +44,7 @@ def webhook_new_secret() -> None:
 def webhook_list(as_json: bool) -> None:
     """Every webhook: id, URL, events, active (never the secret)."""
     with db() as session:
-        rows = [dispatch.webhook_json(hook) for hook in dispatch.list_all(session)]
+        rows = [subscriptions.webhook_json(hook) for hook in subscriptions.list_all(session)]
     if as_json:
         emit_json(rows)
         return
@@ -60,19 +60,19 @@ def webhook_list(as_json: bool) -> None:
 def webhook_remove(webhook_id: int) -> None:
     """Delete a webhook and its delivery log (pending deliveries are not sent)."""
     with db() as session:
-        gone = dispatch.remove(session, webhook_id)
+        gone = subscriptions.remove(session, webhook_id)
     click.echo(f"Removed webhook {webhook_id} and {gone} deliveries.")
 
 
 @webhook.command("deliveries")
 @click.option("--webhook", "webhook_id", type=int, help="Only this webhook's.")
-@click.option("--status", type=click.Choice(dispatch.STATUSES))
+@click.option("--status", type=click.Choice(subscriptions.STATUSES))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True)
 def webhook_deliveries(webhook_id: int | None, status: str | None, limit: int, as_json: bool) -> None:
     """The delivery log, newest first: each event sent to each webhook, its attempts and the last answer."""
     with db() as session:
-        rows = [dispatch.delivery_json(d) for d in dispatch.deliveries(session, webhook_id, status, limit)]
+        rows = [subscriptions.delivery_json(d) for d in subscriptions.deliveries(session, webhook_id, status, limit)]
     if as_json:
         emit_json(rows)
         return
@@ -90,7 +90,7 @@ def webhook_deliveries(webhook_id: int | None, status: str | None, limit: int, a
 def webhook_retry(delivery_ids: tuple[int, ...]) -> None:
     """Make pending or failed deliveries due now (same webhook-id, so receivers still dedupe them)."""
     with db() as session:
-        dispatch.retry(session, delivery_ids)
+        subscriptions.retry(session, delivery_ids)
     click.echo(f"{len(delivery_ids)} deliveries due now; `replybridge worker --once` or serve sends them.")
 
 
@@ -100,7 +100,7 @@ def webhook_retry(delivery_ids: tuple[int, ...]) -> None:
 def webhook_test(webhook_id: int, timeout: float) -> None:
     """POST a signed `webhook.test` event to the webhook now; exit 1 unless it answers 2xx."""
     with db() as session:
-        delivery_id = dispatch.queue_test(session, webhook_id).id
+        delivery_id = subscriptions.queue_test(session, webhook_id).id
     result = dispatch.deliver_now(engine(), delivery_id, timeout)
     if result is None:
         click.echo(f"Delivery #{delivery_id} was taken by a running worker: see `replybridge webhook deliveries`.")

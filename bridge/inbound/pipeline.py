@@ -26,7 +26,7 @@ from bridge.inbound.after_routing import acknowledgement
 from bridge.inbound.directory import DatabaseDirectory
 from bridge.inbound.parse import Parsed, dedup_key, parse
 from bridge.net.diagnosis import Endpoint, Failure, diagnose
-from bridge.ops.webhooks import dispatch
+from bridge.ops.webhooks import outbox
 from models import Employee, InboundMessage, OutboundMessage, utcnow
 from models.db import session_scope
 from routing.classify import BounceInfo, Classification, classify
@@ -141,7 +141,7 @@ def _apply_bounce(session: Session, row: InboundMessage, info: BounceInfo | None
     original.hint = bounce_hint(info)
     session.add(original)
     if was != "undeliverable":  # webhooks: the ATS hears of it once, in this transaction
-        dispatch.emit_outbound(session, "outbound.undeliverable", original)
+        outbox.emit_outbound(session, "outbound.undeliverable", original)
     return f"bounce ({what}) marked Mail Log #{original.id} undeliverable"
 
 
@@ -190,7 +190,7 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         if not probe:  # a `test loop` probe is never delivered or answered
             acknowledgement.maybe_acknowledge(session, row, outcome.parsed.headers, settings)
             hand_off.plan(session, row, settings)
-            dispatch.emit_inbound(session, "message.routed", row)  # webhooks: after the plan, so data shows it
+            outbox.emit_inbound(session, "message.routed", row)  # webhooks: after the plan, so data shows it
         return row
 
 

@@ -1,5 +1,6 @@
 """Unassigned messages: assign to an employee (linking the candidate, so the next reply threads),
-dismiss (kept, restorable), restore, and route stored messages again after a configuration fix."""
+dismiss (kept, restorable), restore, and route stored messages again after a configuration fix.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from bridge.candidates import link
 from bridge.errors import InputError, NotFound
 from bridge.inbound import hand_off
 from bridge.inbound.pipeline import process
-from bridge.ops.webhooks import dispatch
-from models import Candidate, Employee, InboundMessage
+from bridge.ops.webhooks import outbox
+from models import Employee, InboundMessage
 from models.db import session_scope
 
 
@@ -50,7 +51,7 @@ def assign(session: Session, inbound_id: int, employee_number: int) -> InboundMe
         row.candidate_id, row.conversation_id = candidate.id, conversation.id
     session.add(row)
     hand_off.plan(session, row)
-    dispatch.emit_inbound(session, "message.assigned", row)
+    outbox.emit_inbound(session, "message.assigned", row)
     return row
 
 
@@ -90,22 +91,3 @@ def reroute(engine: Engine, ids: list[int]) -> list[InboundMessage]:
             row.routed_at = None
             session.add(row)
     return [process(engine, inbound_id) for inbound_id in ids]
-
-
-def inbound_json(session: Session, m: InboundMessage, delivery_state: str | None = None) -> dict[str, object]:
-    """An inbound message object as DESIGN.md's contract has it (the one builder of it).
-
-    Lists preload the page's employees and candidates (session.get then answers from the identity map)
-    and pass the forwards' delivery states, so a page costs a few queries, not a few per row.
-    """
-    employee = session.get(Employee, m.employee_id) if m.employee_id else None
-    candidate = session.get(Candidate, m.candidate_id) if m.candidate_id else None
-    return {
-        "id": m.id, "message_id": m.message_id, "from": m.from_addr, "from_name": m.from_name,
-        "subject": m.subject, "received_at": m.received_at.isoformat(), "source": m.source, "kind": m.kind,
-        "route": m.route, "employee_number": employee.number if employee else None,
-        "candidate": candidate.email if candidate else None, "reason": m.reason, "rule": m.rule,
-        "flagged": m.flagged, "flag_reason": m.flag_reason, "triage": m.triage,
-        "conversation_id": m.conversation_id, "outbound_id": m.outbound_id, "parse_error": m.parse_error,
-        "delivery": delivery_state or hand_off.state(session, m), "delivery_error": m.delivery_error,
-    }

@@ -23,7 +23,7 @@ from bridge.errors import ConfigError
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from bridge.ops import worker
-from bridge.ops.error_reports import report_mail
+from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
 
 log = logging.getLogger("replybridge.serve")
@@ -76,7 +76,7 @@ def _safe_run(eng: Engine) -> None:
         report = worker.run_once(eng, deliver_webhooks=False)  # _safe_deliver does them
     except Exception as exc:  # noqa: BLE001 - the service must outlive one failed run
         log.exception("worker run failed; retrying at the next interval")
-        if report_mail.is_storage_failure(exc):  # error reports: mailed from memory, the database may be what failed
+        if records.is_storage_failure(exc):  # error reports: mailed from memory, the database may be what failed
             report_mail.storage_failed(eng, exc)
         return
     if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed or report.routed:

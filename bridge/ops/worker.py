@@ -19,7 +19,7 @@ from bridge.errors import SIGN_IN_NEEDED, ConfigError, NeedsSignIn
 from bridge.inbound import hand_off, pipeline
 from bridge.net.connections import StageError, endpoint_of, with_local_address
 from bridge.net.diagnosis import diagnose, failure_from_exception
-from bridge.ops.error_reports import report_mail
+from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
 from bridge.outbound import claims, sent_folder
 from bridge.outbound.smtp_transaction import SmtpPool, transmit
@@ -110,10 +110,10 @@ def _note_accounts(engine: Engine, report: RunReport) -> None:
     """Error reports: a send that went through clears its account's condition; an account whose every send
     of this run failed is (still) failing since the condition's first_seen."""
     for name in report.accounts_ok:
-        report_mail.smtp_ok(engine, name)
+        records.smtp_ok(engine, name)
     for name, detail in report.accounts_failed.items():
         if name not in report.accounts_ok:
-            report_mail.smtp_failed(engine, name, detail)
+            records.smtp_failed(engine, name, detail)
 
 
 def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None,
@@ -127,7 +127,7 @@ def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None
     report.delivered = hand_off.run(engine)
     if deliver_webhooks:
         report.webhooks = dispatch.deliver_due(engine)
-    report_mail.storage_ok(engine)  # this run used the database: its (in-memory) failure conditions are over
+    records.storage_ok(engine)  # this run used the database: its (in-memory) failure conditions are over
     report.reported = _report_errors(engine)
     return report
 

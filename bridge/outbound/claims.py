@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from bridge import portal
 from bridge.net.diagnosis import Diagnosis, Failure
-from bridge.ops.webhooks import dispatch
+from bridge.ops.webhooks import outbox
 from bridge.outbound.queue import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
 from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
@@ -119,7 +119,7 @@ def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
             sent_folder_next_at=now))
         session.add(DeliveryAttempt(outbound_id=claimed.id, number=claimed.attempts + 1, at=now,
                                     smtp_account=account, outcome="sent", code=code, reply=reply))
-        dispatch.emit_outbound(session, "outbound.sent", claimed.id)
+        outbox.emit_outbound(session, "outbound.sent", claimed.id)
 
 
 def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis: Diagnosis) -> str:
@@ -145,7 +145,7 @@ def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis
                                     smtp_account=message.smtp_account, outcome=message.status,
                                     code=failure.code, reply=failure.reply(), hint=hint))
         if message.status == "undeliverable":
-            dispatch.emit_outbound(session, "outbound.undeliverable", message)
+            outbox.emit_outbound(session, "outbound.undeliverable", message)
         return message.status
 
 

@@ -12,12 +12,10 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, formataddr
 from html.parser import HTMLParser
 
-from bridge.errors import InputError
-
-_ADDR = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,63}$")
+from bridge.input_checks import refuse_line_breaks
 
 
 @dataclass(frozen=True)
@@ -37,24 +35,6 @@ class Draft:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     date: dt.datetime | None = None
-
-
-def refuse_line_breaks(**fields: str | None) -> None:
-    """A CR or LF in a header value would let it add headers (e.g. Bcc): refuse, name the field."""
-    for name, value in fields.items():
-        if value is not None and ("\r" in value or "\n" in value):
-            label = name.replace("_", " ")
-            raise InputError(f"the {label} contains a line break (CR or LF), which is not allowed in a mail "
-                             "header; nothing was queued")
-
-
-def check_address(value: str, field: str) -> str:
-    """One plain address (`name@domain`), or a clear error naming the field."""
-    refuse_line_breaks(**{field: value})
-    _name, addr = parseaddr(value)
-    if not addr or not _ADDR.match(addr) or addr != value.strip():
-        raise InputError(f"{field} {value!r} is not an e-mail address (expected name@domain)")
-    return addr
 
 
 class _TextOfHtml(HTMLParser):

@@ -7,7 +7,6 @@ through is still composed and logged, as `not_sent` with the reason.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -16,13 +15,20 @@ from sqlmodel import Session
 from bridge import candidates, crypto, portal
 from bridge.accounts import aliases, employees, smtp_accounts
 from bridge.errors import InputError
-from bridge.outbound.compose import Draft, check_address, display_from, refuse_line_breaks, render
-from models import Alias, Conversation, DeliveryAttempt, Employee, OutboundMessage, SmtpAccount, utcnow
+from bridge.input_checks import check_address, refuse_line_breaks
+from bridge.outbound.compose import Draft, display_from, render
+from models import Alias, Conversation, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from routing.message_ids import child_thread_index, make_message_id, new_thread_index
 
 STATUSES = ("queued", "sending", "sent", "deferred", "undeliverable", "not_sent")  # of a Mail Log entry
+
+
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
 NO_ACCOUNT = ("no SMTP account: the alias has none and there is no database-wide account")
+
+
 NO_ACCOUNT_HINT = ("Give the alias an SMTP account (replybridge alias add ... --smtp NAME) or add a database-wide "
                    "account (replybridge smtp add NAME ... --default), then queue the message again "
                    "(replybridge requeue ID).")
@@ -152,21 +158,3 @@ def requeue(session: Session, ids: list[int]) -> list[OutboundMessage]:
         session.add(message)
         done.append(message)
     return done
-
-
-def log_json(session: Session, m: OutboundMessage) -> dict[str, object]:
-    """A Mail Log object as DESIGN.md's contract has it."""
-    employee = session.get(Employee, m.employee_id) if m.employee_id else None
-    return {
-        "id": m.id, "message_id": m.message_id, "to": m.to_addr, "from": m.from_addr, "subject": m.subject,
-        "status": m.status, "attempts": m.attempts, "last_reply": m.last_reply, "hint": m.hint,
-        "sent_folder": m.sent_folder, "sent_folder_error": m.sent_folder_error,
-        "employee_number": employee.number if employee else None, "automated": m.automated,
-        "smtp_account": m.smtp_account, "created_at": _iso(m.created_at), "sent_at": _iso(m.sent_at),
-        "purpose": m.purpose, "inbound_id": m.inbound_id,
-        "next_attempt_at": _iso(m.next_attempt_at) if m.status in ("queued", "deferred") else None,
-    }
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from bridge import crypto
 from bridge.accounts.oauth import providers
 from bridge.errors import FieldError, InputError, NotFound
-from bridge.outbound.compose import refuse_line_breaks
+from bridge.input_checks import refuse_line_breaks
 from models import OAuthClient
 
 

@@ -18,7 +18,7 @@ from bridge import crypto
 from bridge.accounts.oauth import providers, tokens
 from bridge.accounts.oauth.clients import configured_scopes
 from bridge.errors import SIGN_IN_NEEDED, BridgeError, InputError
-from bridge.ops.error_reports import report_mail
+from bridge.ops.error_reports import records
 from models import ImapServer, OAuthClient, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
 
@@ -74,7 +74,7 @@ def _save(engine: Engine, t: Target, token: dict[str, object]) -> None:
                 OutboundMessage.status == "not_sent", OutboundMessage.smtp_account == t.name,
                 OutboundMessage.last_reply.startswith(SIGN_IN_NEEDED))
                 .values(status="queued", next_attempt_at=utcnow(), hint=None))
-    report_mail.signed_in(engine, t.kind, t.name)  # error reports: a "sign in again" condition is over
+    records.signed_in(engine, t.kind, t.name)  # error reports: a "sign in again" condition is over
 
 
 @dataclass(frozen=True)

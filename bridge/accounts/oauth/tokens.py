@@ -22,7 +22,7 @@ from bridge import crypto
 from bridge.accounts.oauth import providers
 from bridge.accounts.oauth.clients import configured_scopes
 from bridge.errors import ConfigError, NeedsSignIn
-from bridge.ops.error_reports import report_mail
+from bridge.ops.error_reports import records
 from models import ImapServer, OAuthClient, OAuthGrant, SmtpAccount, utcnow
 from models.db import session_scope
 
@@ -153,7 +153,7 @@ def bearer(engine: Engine, kind: str, account_id: int) -> Bearer:
             return fresh
         if _take_lease(engine, grant_id):
             bearer_ = _refresh(engine, kind, account_id, grant_id)
-            report_mail.signed_in(engine, kind, name)  # error reports: new tokens, the grant works
+            records.signed_in(engine, kind, name)  # error reports: new tokens, the grant works
             return bearer_
         if time.monotonic() > deadline:
             raise ConfigError(f"the token of {kind} account {name!r} is being refreshed elsewhere and did not arrive")
@@ -165,7 +165,7 @@ def _needs_sign_in(engine: Engine, kind: str, name: str, why: str, provider: str
     """The error to raise, reported to the admin at once (bridge.ops.error_reports) with the command that fixes it."""
     state = "was refused a token" if flow == "app" else "must be signed in again"
     err = NeedsSignIn(f"the {kind} account {name!r} {state} ({why}): {fix_command(kind, name, provider, flow)}")
-    report_mail.needs_sign_in(engine, kind, name, f"{err}\nHint: sign in again; waiting mail is then sent by itself.")
+    records.needs_sign_in(engine, kind, name, f"{err}\nHint: sign in again; waiting mail is then sent by itself.")
     return err
 
 

@@ -27,7 +27,11 @@ from models.db import session_scope
 from routing.message_ids import make_message_id
 
 MODES = ("forward", "imap", "none")
+
+
 MAX_ATTEMPTS = 5
+
+
 LEASE = dt.timedelta(minutes=10)
 
 
@@ -69,15 +73,6 @@ def _queue_forward(session: Session, row: InboundMessage, employee: Employee,
     if account_for(session, forward) is None:
         forward.status, forward.last_reply, forward.hint = "not_sent", NO_ACCOUNT, NO_ACCOUNT_HINT
     session.add(forward)
-
-
-def state(session: Session, row: InboundMessage) -> str:
-    """The delivery state as shown: a forward's state is its Mail Log status (one source of truth)."""
-    if row.delivery != "queued":
-        return row.delivery
-    status = session.exec(select(OutboundMessage.status).where(OutboundMessage.inbound_id == row.id,
-                                                               OutboundMessage.purpose == "forward")).first()
-    return f"forward {status}" if status else "queued"
 
 
 def _imap_server_for(session: Session, employee_id: int) -> ImapServer | None:

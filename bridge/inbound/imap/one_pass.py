@@ -35,7 +35,7 @@ from bridge.errors import BridgeError, NeedsSignIn
 from bridge.inbound import pipeline
 from bridge.net.connections import StageError, endpoint_of, login_of, logout_quietly, open_imap
 from bridge.net.diagnosis import diagnose, failure_from_exception
-from bridge.ops.error_reports import report_mail
+from bridge.ops.error_reports import records
 from models import ImapFolderState, ImapServer, utcnow
 from models.db import session_scope
 
@@ -387,7 +387,7 @@ def poll_once(engine: Engine, server_id: int, owner: str, batch_size: int = 100,
     client: IMAPClient | None = None
     try:
         client = open_imap(server)
-        report_mail.poller_ok(engine, server.name)  # error reports: it connects
+        records.poller_ok(engine, server.name)  # error reports: it connects
         report.idle_supported = client.has_capability("IDLE")
         problems = _drain(engine, client, server.poll_folder, state_id, owner, batch_size, action, report, route)
         report.error = "; ".join(problems) or None
@@ -410,7 +410,7 @@ def _note_connect_failure(engine: Engine, server: ImapServer, client: IMAPClient
     """Error reports: no client means the connection (connect, TLS or login) failed. A grant that needs a
     new sign-in is reported as its own condition by the token code."""
     if client is None and not isinstance(exc, NeedsSignIn):
-        report_mail.poller_failed(engine, server.name, error)
+        records.poller_failed(engine, server.name, error)
 
 
 # --- watching a folder ------------------------------------------------------------------------------
@@ -479,7 +479,7 @@ class _Watcher:
         try:
             if self.client is None:
                 self.client = open_imap(self.server)
-                report_mail.poller_ok(self.engine, self.server.name)  # error reports: it connects
+                records.poller_ok(self.engine, self.server.name)  # error reports: it connects
                 _keepalive(self.client)
             report = PollReport(idle_supported=self.client.has_capability("IDLE"))
             problems = _drain(self.engine, self.client, self.server.poll_folder, self.state_id, self.owner,

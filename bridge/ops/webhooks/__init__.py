@@ -1,1 +1,1 @@
-"""TODO"""
+"""Signed webhooks for the applicant tracking system: subscriptions, the outbox, dispatch."""

@@ -1,6 +1,6 @@
 """The CLI's JSON objects for a whole page of rows, with one query per related table instead of per row.
 
-`bridge.inbound.triage.inbound_json` and `bridge.outbound.queue.log_json` look up the employee, the candidate and a
+`bridge.json_views.inbound_json` and `bridge.json_views.log_json` look up the employee, the candidate and a
 forward's status row by row: right for one object, a query storm for a page of 200. Here the
 employees and candidates of the page are loaded in one query each (the session's identity map then
 answers `session.get`), and the forwards' statuses in one more, handed to the same builders.
@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, select
 
-from bridge.inbound import triage
-from bridge.outbound import queue
+from bridge import json_views
 from models import Candidate, Employee, InboundMessage, OutboundMessage
 
 
@@ -25,7 +24,7 @@ def _load_employees(session: Session, ids: set[int | None]) -> dict[int, Employe
 
 
 def _forward_states(session: Session, rows: Sequence[InboundMessage]) -> dict[int, str]:
-    """`bridge.inbound.hand_off.state` for the rows whose forward sits in the Mail Log, in one query."""
+    """`bridge.json_views.hand_off_state` for the rows whose forward sits in the Mail Log, in one query."""
     queued = [r.id for r in rows if r.delivery == "queued"]
     if not queued:
         return {}
@@ -44,7 +43,7 @@ def inbound_items(session: Session, rows: Sequence[InboundMessage]) -> list[dict
     wanted = {r.candidate_id for r in rows if r.candidate_id is not None}
     candidates = session.exec(select(Candidate).where(Candidate.id.in_(wanted))).all() if wanted else []
     forwards = _forward_states(session, rows)
-    items = [triage.inbound_json(session, m, forwards.get(m.id, "queued") if m.delivery == "queued" else None)
+    items = [json_views.inbound_json(session, m, forwards.get(m.id, "queued") if m.delivery == "queued" else None)
              for m in rows]
     del employees, candidates
     return items
@@ -53,6 +52,6 @@ def inbound_items(session: Session, rows: Sequence[InboundMessage]) -> list[dict
 def mail_items(session: Session, rows: Sequence[OutboundMessage]) -> list[dict[str, object]]:
     """`log_json` per row; its `session.get(Employee, ...)` is answered from the identity map."""
     loaded = _load_employees(session, {r.employee_id for r in rows})  # held: the identity map keeps weak references
-    items = [queue.log_json(session, m) for m in rows]
+    items = [json_views.log_json(session, m) for m in rows]
     del loaded
     return items

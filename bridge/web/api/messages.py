@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import and_, or_, tuple_
 from sqlmodel import Session, select
 
+from bridge import json_views
 from bridge.accounts import employees
 from bridge.accounts.api_tokens import Principal
 from bridge.errors import NotFound
@@ -88,7 +89,7 @@ def get_message(message_id: MessageId, request: Request, p: Principal = Depends(
         return str(request.url_for("get_attachment", message_id=row.id, index=index))
 
     content = message_content.content_of(row.raw, images=False, cid_url=url)
-    return {**triage.inbound_json(session, row), "text": row.reply_text or content.reply_text,
+    return {**json_views.inbound_json(session, row), "text": row.reply_text or content.reply_text,
             "body_text": content.body_text, "body_html": content.body_html,
             "has_remote_images": content.has_remote_images,
             "attachments": [{"name": a.name, "content_type": a.content_type, "size": a.size, "url": url(a.index)}
@@ -134,7 +135,7 @@ def assign(message_id: MessageId, body: AssignIn, p: Principal = Depends(princip
         raise BadField(("body", "employee_number"), f"employee {employee.number} is inactive")
     row = triage.assign(session, message_id, employee.number)
     session.commit()
-    return triage.inbound_json(session, row)
+    return json_views.inbound_json(session, row)
 
 
 @router.post("/messages/{message_id}/dismiss", response_model=Inbound,
@@ -144,4 +145,4 @@ def dismiss(message_id: MessageId, p: Principal = Depends(principal),
     _open(session, p, message_id)
     row = triage.dismiss(session, message_id)
     session.commit()
-    return triage.inbound_json(session, row)
+    return json_views.inbound_json(session, row)

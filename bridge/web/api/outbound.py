@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from sqlmodel import Session, select
 
+from bridge import json_views
 from bridge.accounts import aliases, employees
 from bridge.accounts.api_tokens import Principal
 from bridge.errors import BridgeError, NotFound
 from bridge.inbound import message_content, triage
+from bridge.input_checks import check_address, refuse_line_breaks
 from bridge.outbound import queue
-from bridge.outbound.compose import check_address, refuse_line_breaks
 from bridge.web.api import batch, paging
 from bridge.web.api.auth import may_see_mail, may_see_message, principal
 from bridge.web.api.errors import ApiForbidden, BadField, Conflict
@@ -66,7 +67,7 @@ def _request(session: Session, p: Principal, body: OutboundIn) -> queue.Request:
 def send(body: OutboundIn, p: Principal = Depends(principal), session: Session = Depends(db)) -> dict[str, object]:
     message = queue.queue(session, _request(session, p, body))
     session.commit()
-    return queue.log_json(session, message)
+    return json_views.log_json(session, message)
 
 
 @router.get("/outbound", response_model=MailLogPage, responses=ERRORS, summary="The Mail Log, newest first")
@@ -103,4 +104,4 @@ def requeue(outbound_id: Annotated[int, Path(ge=1, le=MAX_ID)], p: Principal = D
                        "queued again")
     queue.requeue(session, [outbound_id])
     session.commit()
-    return queue.log_json(session, message)
+    return json_views.log_json(session, message)
