@@ -6,7 +6,8 @@ import email.policy
 import pytest
 
 from bridge.errors import InputError
-from bridge.outbound.compose import Draft, check_address, render, text_of_html
+from bridge.input_checks import check_address
+from bridge.outbound.compose import Draft, render, text_of_html
 
 
 def draft(**kw: object) -> Draft:

@@ -17,7 +17,7 @@ import smtplib
 import httpx
 import pytest
 
-from bridge.ops.webhooks import dispatch
+from bridge.ops.webhooks import subscriptions
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
 from tests.servers.smtp_peers import SmtpPeer
 from tests.servers.web import Served, sign_in
@@ -201,7 +201,7 @@ def test_an_ats_does_the_same_over_the_api_and_hears_about_it_by_verified_webhoo
 
     # 1. Set-up by the operator: an admin token for the ATS, a webhook to its receiver, a database-wide account
     token = web.bridge.run("token", "create", "ats", "--admin").stdout.strip()
-    secret = dispatch.new_secret()
+    secret = subscriptions.new_secret()
     monkeypatch.setenv("ATS_HOOK_SECRET", secret)
     receiver = Receiver(secret)
     try:
