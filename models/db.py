@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -42,6 +43,12 @@ def make_engine(url: str | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache(maxsize=1)
+def shared_engine() -> Engine:
+    """The process's engine for REPLYBRIDGE_DATABASE_URL: a command, `serve` and its pages share one pool."""
+    return make_engine()
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from bridge.cli import cli
 from bridge.cli import common as cli_common
+from models import db
 from tests.servers.dovecot import dovecot  # noqa: F401 - fixture
 from tests.servers.oauth import oauth_dovecot, oauth_server  # noqa: F401 - fixtures
 from tests.servers.smtp_peers import smtp_peer, tls_cert  # noqa: F401 - fixtures
@@ -89,7 +90,7 @@ def _bridge(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Bridge
     monkeypatch.setenv("REPLYBRIDGE_DATABASE_URL", url)
     monkeypatch.setenv("REPLYBRIDGE_SECRET_KEY", Fernet.generate_key().decode())
     monkeypatch.chdir(tmp_path)
-    cli_common.engine_unchecked.cache_clear()
+    db.shared_engine.cache_clear()
     return Bridge(url, CliRunner())
 
 
@@ -99,8 +100,8 @@ def _initialised(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     b.run("settings", "set", "retry_delays", "0,0")
     b.run("employee", "add", "--number", "1042", "--name", "Ana Ruiz", "--email", "ana@example.test")
     yield b
-    cli_common.engine_unchecked().dispose()
-    cli_common.engine_unchecked.cache_clear()
+    db.shared_engine().dispose()
+    db.shared_engine.cache_clear()
 
 
 @pytest.fixture

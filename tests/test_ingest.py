@@ -166,9 +166,9 @@ def test_pipe_errors(lite_bridge: Bridge, tmp_path: Path, monkeypatch: pytest.Mo
     assert empty.exit_code == 1 and "holds no message" in empty.stderr
     missing = lite_bridge.run("ingest", str(tmp_path / "nope.eml"), ok=False)
     assert missing.exit_code == 1 and "cannot read" in missing.stderr
-    from bridge.cli import common as cli_common
+    from models import db
     monkeypatch.setenv("REPLYBRIDGE_DATABASE_URL", f"postgresql+psycopg://u:pw@127.0.0.1:{closed_port()}/x")
-    cli_common.engine_unchecked.cache_clear()
+    db.shared_engine.cache_clear()
     down = lite_bridge.run("ingest", "-", stdin=reply("d@example.org", "a@example.org", "b@example.test"), ok=False)
     assert down.exit_code == 75 and "tries again" in down.stderr and ":pw@" not in down.stderr
 

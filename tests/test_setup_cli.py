@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-from bridge.cli import common as cli_common
+from models import db
 from tests.conftest import Bridge, _bridge
 from tests.test_outbound_smtp import add_alias, send
 
@@ -38,7 +38,7 @@ def test_init_is_idempotent_and_commands_need_it(tmp_path: Path, monkeypatch: py
     b.run("init")
     b.run("init", "--reply-address", "jobs-{number}@example.test")
     assert b.json("settings", "show")["accepted_domains"] == ["example.test"]
-    cli_common.engine_unchecked.cache_clear()
+    db.shared_engine.cache_clear()
 
 
 def test_key_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +54,7 @@ def test_key_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyP
     key.unlink()
     result = b.run("test", "smtp", "x", ok=False)
     assert result.exit_code == 1 and "REPLYBRIDGE_SECRET_KEY" in result.output
-    cli_common.engine_unchecked.cache_clear()
+    db.shared_engine.cache_clear()
 
 
 @pytest.mark.parametrize("args, words", [

@@ -12,9 +12,11 @@ from __future__ import annotations
 import smtplib
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bridge import portal
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.errors import BridgeError
 from bridge.net.connections import (
     StageError,
@@ -76,7 +78,7 @@ def check_smtp(session: Session, account: SmtpAccount, employee_number: int | No
     ep = endpoint_of(account)
     sender = _sender_for(session, account, employee_number)
     try:
-        conn = open_smtp(account)
+        conn = open_smtp(account, bearer=bearer_for(session.get_bind(), account))
     except StageError as err:
         failure = failure_from_exception(err.cause, err.stage)
         return report.fail(failure, _hint(failure, ep, sender))
@@ -105,11 +107,11 @@ def check_smtp(session: Session, account: SmtpAccount, employee_number: int | No
         close_quietly(conn)
 
 
-def check_imap(server: ImapServer) -> Report:
+def check_imap(engine: Engine, server: ImapServer) -> Report:
     report = Report()
     ep = endpoint_of(server)
     try:
-        client = open_imap(server)
+        client = open_imap(server, bearer_for(engine, server))
     except StageError as err:
         failure = failure_from_exception(err.cause, err.stage)
         return report.fail(failure, _hint(failure, ep))

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from bridge import crypto, portal
 from bridge.accounts import aliases
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.net.connections import StageError, close_quietly, endpoint_of, open_smtp
 from bridge.net.diagnosis import diagnose, failure_from_exception
 from bridge.outbound.compose import Draft, render
@@ -80,7 +81,7 @@ def run(engine: Engine, description: str, timeout: float = 120.0, poll_every: fl
         return report.fail("send", "the alias has no SMTP account and there is no database-wide account")
     started = time.monotonic()
     try:
-        conn = open_smtp(account)
+        conn = open_smtp(account, bearer=bearer_for(engine, account))
         try:
             transmit(conn, sender, [to], raw)
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import api_cmds, inbound_cmds, mail_cmds, oauth_cmds, setup_cmds, webhook_cmds
+from bridge.cli import api_cmds, common, inbound_cmds, mail_cmds, oauth_cmds, setup_cmds, webhook_cmds
 from bridge.cli.common import BridgeGroup
 
 
@@ -22,8 +22,9 @@ for command in (*setup_cmds.COMMANDS, *mail_cmds.COMMANDS, *inbound_cmds.COMMAND
 @cli.command()
 def serve() -> None:
     """Run the SMTP receiver, IMAP pollers, worker and web pages until stopped."""
-    from bridge.ops.serve import serve as run
-    run()
+    from bridge.ops.serve import serve as run  # the web stack loads only here: other commands start faster
+
+    run(common.engine())
 
 
 def main() -> None:

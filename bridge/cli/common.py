@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 import click
 from sqlalchemy.engine import Engine, make_url
@@ -15,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bridge.errors import BridgeError, ConfigError
-from models.db import database_url, make_engine, schema_is_current, session_scope
+from models.db import database_url, schema_is_current, session_scope, shared_engine
 
 
 def safe_url() -> str:
@@ -38,14 +37,9 @@ class BridgeGroup(click.Group):
             sys.exit(1)
 
 
-@lru_cache(maxsize=1)
-def engine_unchecked() -> Engine:
-    return make_engine()
-
-
 def engine() -> Engine:
     """The engine of an initialised, current database; a clear error otherwise."""
-    eng = engine_unchecked()
+    eng = shared_engine()
     if not schema_is_current(eng):
         raise ConfigError(f"the database {safe_url()} is not initialised or not upgraded: run `replybridge init`")
     return eng

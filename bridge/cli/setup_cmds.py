@@ -15,7 +15,6 @@ from bridge.cli.common import (
     db,
     emit_json,
     engine,
-    engine_unchecked,
     oauth_options,
     password_options,
     read_password,
@@ -23,7 +22,7 @@ from bridge.cli.common import (
     server_options,
 )
 from models import Alias, Employee, ImapServer, SmtpAccount
-from models.db import session_scope, upgrade
+from models.db import session_scope, shared_engine, upgrade
 from routing.addresses import AddressTemplate
 
 
@@ -33,7 +32,7 @@ from routing.addresses import AddressTemplate
 def init(reply_address: str | None, domains: tuple[str, ...]) -> None:
     """Create or upgrade the database (and the secret key file)."""
     key_path = crypto.ensure_key_file()
-    eng = engine_unchecked()
+    eng = shared_engine()
     upgrade(eng)
     with session_scope(eng) as session:
         if reply_address:
@@ -307,7 +306,7 @@ def test_smtp_cmd(name: str, employee_number: int | None) -> None:
 def test_imap_cmd(name: str) -> None:
     with db() as session:
         server = imap_servers.get_imap(session, name)
-    _print_report(check_imap(server))
+    _print_report(check_imap(engine(), server))
 
 
 @test_group.command("loop")

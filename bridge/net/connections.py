@@ -16,7 +16,9 @@ from dataclasses import dataclass, replace
 from imapclient import IMAPClient
 
 from bridge import crypto
+from bridge.errors import ConfigError
 from bridge.net.diagnosis import Endpoint, Failure
+from bridge.net.sasl import oauthbearer, xoauth2
 from models import ImapServer, SmtpAccount
 
 SECURITY_MODES = ("ssl", "starttls", "none")
@@ -29,6 +31,15 @@ class StageError(Exception):
         super().__init__(f"{stage}: {type(cause).__name__}")
         self.stage = stage
         self.cause = cause
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """An OAuth access token for XOAUTH2/OAUTHBEARER, fetched by the caller (bridge.accounts.oauth.tokens)
+    before connecting, so an account that must be signed in again is told apart from a server that refuses."""
+
+    username: str
+    access_token: crypto.Secret
 
 
 @dataclass(frozen=True)
@@ -74,22 +85,9 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
-def oauth_bearer(kind: str, account: SmtpAccount | ImapServer):  # noqa: ANN201 - bridge.accounts.oauth.tokens.Bearer
-    """The account's current access token (refreshed when due); raises NeedsSignIn when only a person can help.
-
-    Fetched before connecting, so an account that must be signed in again is told apart from a
-    server that refuses: its messages wait instead of using up their attempts."""
-    from bridge.accounts.oauth.tokens import bearer
-    from bridge.cli.common import engine_unchecked
-
-    return bearer(engine_unchecked(), kind, account.id)
-
-
 def _bearer_answer(mechanism: str, username: str, token: crypto.Secret, host: str, port: int):  # noqa: ANN202
     """smtplib's auth object: the initial response; to an error challenge (334 + JSON) the client answers
     empty (XOAUTH2) or ^A (OAUTHBEARER), and the server then says 535."""
-    from bridge.accounts.oauth.providers import oauthbearer, xoauth2
-
     if mechanism == "OAUTHBEARER":
         return lambda challenge=None: oauthbearer(username, token.reveal(), host, port) if challenge is None else "\x01"
     return lambda challenge=None: xoauth2(username, token.reveal()) if challenge is None else ""
@@ -101,10 +99,16 @@ def bearer_mechanism(offered: set[str]) -> str:
     return "OAUTHBEARER" if "OAUTHBEARER" in offered and "XOAUTH2" not in offered else "XOAUTH2"
 
 
-def open_smtp(account: SmtpAccount, local_hostname: str | None = None) -> smtplib.SMTP:
-    """A connected, secured and authenticated SMTP session (password AUTH, or XOAUTH2 with OAuth)."""
+def _needs_bearer(account: SmtpAccount | ImapServer, bearer: Bearer | None) -> Bearer | None:
+    if account.oauth_client_id is not None and bearer is None:
+        raise ConfigError(f"{account.name!r} signs in with OAuth: its access token must be fetched first")
+    return bearer
+
+
+def open_smtp(account: SmtpAccount, local_hostname: str | None = None, bearer: Bearer | None = None) -> smtplib.SMTP:
+    """A connected, secured and authenticated SMTP session (password AUTH, or XOAUTH2 with the bearer token)."""
     credentials = login_of(account)
-    oauth = oauth_bearer("smtp", account) if account.oauth_client_id is not None else None
+    oauth = _needs_bearer(account, bearer)
     ctx = tls_context(account.ca_file)
     stage = "connect"
     conn: smtplib.SMTP | None = None
@@ -147,10 +151,10 @@ def close_quietly(conn: smtplib.SMTP) -> None:
             conn.close()
 
 
-def open_imap(server: ImapServer) -> IMAPClient:
-    """A connected, secured and logged-in IMAP client (LOGIN, or XOAUTH2 with OAuth)."""
+def open_imap(server: ImapServer, bearer: Bearer | None = None) -> IMAPClient:
+    """A connected, secured and logged-in IMAP client (LOGIN, or XOAUTH2 with the bearer token)."""
     credentials = login_of(server)
-    oauth = oauth_bearer("imap", server) if server.oauth_client_id is not None else None
+    oauth = _needs_bearer(server, bearer)
     ctx = tls_context(server.ca_file)
     stage = "connect"
     client: IMAPClient | None = None

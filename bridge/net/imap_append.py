@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from imapclient import IMAPClient
 from sqlalchemy.engine import Engine
 
 from bridge.errors import BridgeError
-from bridge.net.connections import StageError, endpoint_of, open_imap
+from bridge.net.connections import Bearer, StageError, endpoint_of, open_imap
 from bridge.net.diagnosis import diagnose, failure_from_exception
 from models import ImapServer
 from models.db import session_scope
@@ -50,10 +50,11 @@ def detached_server(engine: Engine, server_id: int | None) -> ImapServer | None:
         return server
 
 
-def connect(server: ImapServer) -> tuple[IMAPClient | None, str | None]:
-    """A logged-in client, or None and the hint that says why not."""
+def connect(server: ImapServer, bearer: Callable[[], Bearer | None]) -> tuple[IMAPClient | None, str | None]:
+    """A logged-in client, or None and the hint that says why not. `bearer` fetches the OAuth token (None for
+    a password account) inside, so a needed sign-in is reported like any other failure to connect."""
     try:
-        return open_imap(server), None
+        return open_imap(server, bearer()), None
     except StageError as err:
         failure = failure_from_exception(err.cause, err.stage)
         return None, f"{server.name}: {diagnose(failure, endpoint_of(server)).hint}"

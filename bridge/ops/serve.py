@@ -18,7 +18,6 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from bridge.cli.common import engine
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
@@ -143,10 +142,11 @@ def _quiet_scheduler_logs() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def serve(start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers) -> None:
+def serve(eng: Engine, start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers
+          ) -> None:
+    """Everything on one database until SIGINT or SIGTERM (the engine: an initialised, current database)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_scheduler_logs()
-    eng = engine()
     config = ReceiverConfig.from_env()
     router = router_process.RoutingProcess().start()
     receiver = Receiver(eng, config, route_inline=False)

@@ -86,7 +86,7 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: claims.Claimed, report: R
 def send_due(engine: Engine, progress: Callable[[RunReport], None] | None = None) -> RunReport:
     """Send every due message, one connection per account for the run."""
     report = RunReport()
-    pool = SmtpPool()
+    pool = SmtpPool(engine)
     try:
         while True:
             batch = claims.claim_batch(engine)

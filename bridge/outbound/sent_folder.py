@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.errors import BridgeError
 from bridge.net.connections import endpoint_of, logout_quietly
 from bridge.net.diagnosis import diagnose, failure_from_exception
@@ -104,7 +105,7 @@ def run(engine: Engine) -> int:
             for item in items:
                 _record(engine, item.id, "failed", "the alias is no longer linked to an IMAP server")
             continue
-        client, why = connect(server)
+        client, why = connect(server, lambda server=server: bearer_for(engine, server))
         if client is None:
             for item in items:
                 _record(engine, item.id, "retry", why)

@@ -11,6 +11,9 @@ import smtplib
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Engine
+
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.net.connections import StageError, close_quietly, open_smtp
 from models import SmtpAccount
 
@@ -30,7 +33,8 @@ class SmtpPool:
 
     IDLE_PROBE_S = 5.0
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._open: dict[int, tuple[smtplib.SMTP, float]] = {}
 
     def get(self, account: SmtpAccount) -> smtplib.SMTP:
@@ -41,7 +45,7 @@ class SmtpPool:
                 self._open[account.id] = (conn, time.monotonic())
                 return conn
             self.drop(account)
-        conn = open_smtp(account)
+        conn = open_smtp(account, bearer=bearer_for(self.engine, account))
         self._open[account.id] = (conn, time.monotonic())
         return conn
 

@@ -66,13 +66,3 @@ def device_flow_refused(provider: str) -> str | None:
         return ("Google does not allow the mail scope in the device flow: sign in with the button on the account's "
                 "page (Sign in with Google) instead")
     return None
-
-
-def xoauth2(username: str, access_token: str) -> str:
-    """The XOAUTH2 initial response (before base64), for SMTP AUTH and IMAP AUTHENTICATE."""
-    return f"user={username}\x01auth=Bearer {access_token}\x01\x01"
-
-
-def oauthbearer(username: str, access_token: str, host: str, port: int) -> str:
-    """The OAUTHBEARER (RFC 7628) initial client response (before base64)."""
-    return f"n,a={username},\x01host={host}\x01port={port}\x01auth=Bearer {access_token}\x01\x01"

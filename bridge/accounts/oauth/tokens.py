@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
 
 from authlib.integrations.base_client.errors import OAuthError
 from sqlalchemy import or_, update
@@ -22,6 +21,7 @@ from bridge import crypto
 from bridge.accounts.oauth import providers
 from bridge.accounts.oauth.clients import configured_scopes
 from bridge.errors import ConfigError, NeedsSignIn
+from bridge.net.connections import Bearer
 from bridge.ops.error_reports import records
 from models import ImapServer, OAuthClient, OAuthGrant, SmtpAccount, utcnow
 from models.db import session_scope
@@ -29,12 +29,6 @@ from models.db import session_scope
 EARLY = dt.timedelta(seconds=60)  # refresh this long before the access token expires
 LEASE = dt.timedelta(seconds=30)  # longer than a token request takes; a dead refresher's lease runs out
 WAIT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Bearer:
-    username: str
-    access_token: crypto.Secret
 
 
 def fix_command(kind: str, name: str, provider: str, flow: str = "delegated") -> str:
@@ -197,3 +191,11 @@ def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Beare
         grant = session.get(OAuthGrant, grant_id)
         store(session, grant, token)
         return Bearer(account.username or grant.username or "", crypto.decrypt(grant.access_token))
+
+
+def bearer_for(engine: Engine, account: SmtpAccount | ImapServer) -> Bearer | None:
+    """The access token to connect with (None for a password account); raises NeedsSignIn when only a
+    person can help. Callers fetch it right before opening the connection."""
+    if account.oauth_client_id is None:
+        return None
+    return bearer(engine, "imap" if isinstance(account, ImapServer) else "smtp", account.id)

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from bridge import crypto, portal
 from bridge.accounts.aliases import alias_for
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.net.connections import endpoint_of, logout_quietly
 from bridge.net.diagnosis import diagnose, failure_from_exception
 from bridge.net.imap_append import append_once, connect, detached_server, retry_at
@@ -121,7 +122,7 @@ def run(engine: Engine) -> int:
                 _record(engine, inbound_id, False, "delivery `imap`: the employee's default alias is not linked to "
                                                    "an IMAP server (replybridge alias link ...)")
             continue
-        client, why = connect(server)
+        client, why = connect(server, lambda server=server: bearer_for(engine, server))
         if client is None:
             for inbound_id, _retry in items:
                 _record(engine, inbound_id, False, why)

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.errors import BridgeError, NeedsSignIn
 from bridge.inbound import pipeline
 from bridge.net.connections import StageError, endpoint_of, login_of, logout_quietly, open_imap
@@ -386,7 +387,7 @@ def poll_once(engine: Engine, server_id: int, owner: str, batch_size: int = 100,
     report = PollReport()
     client: IMAPClient | None = None
     try:
-        client = open_imap(server)
+        client = open_imap(server, bearer_for(engine, server))
         records.poller_ok(engine, server.name)  # error reports: it connects
         report.idle_supported = client.has_capability("IDLE")
         problems = _drain(engine, client, server.poll_folder, state_id, owner, batch_size, action, report, route)
@@ -478,7 +479,7 @@ class _Watcher:
             return "standby"
         try:
             if self.client is None:
-                self.client = open_imap(self.server)
+                self.client = open_imap(self.server, bearer_for(self.engine, self.server))
                 records.poller_ok(self.engine, self.server.name)  # error reports: it connects
                 _keepalive(self.client)
             report = PollReport(idle_supported=self.client.has_capability("IDLE"))

@@ -23,6 +23,7 @@ from sqlmodel import select
 
 from bridge import portal
 from bridge.accounts import smtp_accounts
+from bridge.accounts.oauth.tokens import bearer_for
 from bridge.checks.connection_check import Report
 from bridge.errors import BridgeError, ConfigError, InputError
 from bridge.input_checks import check_address
@@ -109,7 +110,7 @@ def report_due(engine: Engine, now: dt.datetime | None = None, *, memory_only: b
     try:
         if account is None:
             raise ConfigError("no database-wide SMTP account (smtp add NAME ... --default)")
-        _send(settings, account, items)
+        _send(engine, settings, account, items)
     except (StageError, BridgeError) as err:
         log.warning("could not send the error report (%s); trying again in %s min: %s",
                     ", ".join(c.key for _k, c in items), int(RETRY_AFTER.total_seconds() // 60), _why(err, account))
@@ -193,10 +194,11 @@ def compose(settings: portal.PortalSettings, account: SmtpAccount, items: list[t
     return sender, render(draft)
 
 
-def _send(settings: portal.PortalSettings, account: SmtpAccount, items: list[tuple[str, Condition]]) -> str:
+def _send(engine: Engine, settings: portal.PortalSettings, account: SmtpAccount,
+          items: list[tuple[str, Condition]]) -> str:
     """Straight to the database-wide account's server; returns its reply. Raises StageError or BridgeError."""
     sender, raw = compose(settings, account, items)
-    conn = open_smtp(account)
+    conn = open_smtp(account, bearer=bearer_for(engine, account))
     try:
         accepted = transmit(conn, sender, [settings.report_to], raw)
     finally:
@@ -225,7 +227,7 @@ def send_sample(engine: Engine) -> Report:
                        "Nothing is wrong: this shows what an error report looks like and that it arrives.\n"
                        "Hint: a real report names the condition, its diagnosis and what to do.", now, now)
     try:
-        reply = _send(settings, account, [(PROBLEM, sample)])
+        reply = _send(engine, settings, account, [(PROBLEM, sample)])
     except StageError as err:
         failure = failure_from_exception(err.cause, err.stage)
         return report.fail(failure, diagnose(failure, endpoint_of(account)).hint)

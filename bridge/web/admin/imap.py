@@ -112,5 +112,5 @@ def imap_update(request: Request, server_id: int, values: dict[str, str] = Depen
 def imap_test(request: Request, server_id: int, session: Session = Depends(db)) -> Response:
     """Connect, TLS, LOGIN, find the Sent (and poll) folder; the page shows the CLI's lines."""
     server = imap_servers.imap_by_id(session, server_id)
-    report = check_imap(server)
+    report = check_imap(session.get_bind(), server)
     return _edit(request, session, server, report=report.lines(), ok=report.ok)
