@@ -18,8 +18,10 @@ from imapclient import IMAPClient
 from sqlalchemy import func, text, update
 from sqlmodel import Session, select
 
+from bridge.inbound.imap import folder_state as folder_states
 from bridge.inbound.imap import one_pass
-from bridge.inbound.imap.one_pass import PollReport, poll_once, watch
+from bridge.inbound.imap.one_pass import PollReport, poll_once
+from bridge.inbound.imap.watch import watch
 from models import ImapFolderState, ImapServer, InboundMessage
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
@@ -160,7 +162,7 @@ def test_a_crash_between_batches_keeps_the_committed_ones(lite_bridge: Bridge, d
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     server_id = add_poller(lite_bridge, dovecot, monkeypatch)
     deliver(dovecot, [candidate(n) for n in range(5)])
-    real_store = one_pass.store_batch
+    real_store = folder_states.store_batch
     calls = []
 
     def dies_on_second_batch(*args: object, **kwargs: object) -> object:
@@ -313,8 +315,8 @@ def test_watch_stands_by_while_another_poller_holds_the_folder(lite_bridge: Brid
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     server_id = add_poller(lite_bridge, dovecot, monkeypatch)
     engine = lite_bridge.engine()
-    state_id = one_pass._state_id(engine, server_id, "INBOX")
-    assert one_pass.take_lease(engine, state_id, "other-host:1:1") is None
+    state_id = folder_states.folder_state_id(engine, server_id, "INBOX")
+    assert folder_states.take_lease(engine, state_id, "other-host:1:1") is None
     deliver(dovecot, [candidate(1)])
     stop = threading.Event()
     thread = threading.Thread(target=watch, args=(engine, server_id, "watcher", stop), kwargs={"poll_interval": 0.2})
@@ -322,7 +324,7 @@ def test_watch_stands_by_while_another_poller_holds_the_folder(lite_bridge: Brid
     try:
         time.sleep(1)
         assert stored_count(lite_bridge) == (0, 0) and folder_state(lite_bridge).lease_owner == "other-host:1:1"
-        one_pass.release_lease(engine, state_id, "other-host:1:1", record=False)
+        folder_states.release_lease(engine, state_id, "other-host:1:1", record=False)
         wait_for(lambda: stored_count(lite_bridge)[0] == 1, 3, "the watcher taking the folder over")
         assert folder_state(lite_bridge).lease_owner == "watcher"
     finally:

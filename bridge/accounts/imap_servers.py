@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlmodel import Session, select
 
 from bridge import crypto
@@ -22,9 +24,28 @@ def _refuse_self_loop(sent_folder: str, poll_folder: str | None) -> None:
                          "sent mail in as replies; poll the mailbox numbered addresses are delivered to (e.g. INBOX)")
 
 
-def _poll_after(value: str) -> str:
-    from bridge.inbound.imap.one_pass import AfterFetch
+# What a poller does with a message once it is stored (the `poll_after` setting); each action is a file in
+# bridge/inbound/imap/after_fetch/.
+AFTER_FETCH_ACTIONS = ("seen", "move", "none")
 
+
+@dataclass(frozen=True)
+class AfterFetch:
+    """The `poll_after` setting read: flag the message \\Seen, move it to `folder`, or leave it."""
+
+    action: str  # one of AFTER_FETCH_ACTIONS
+    folder: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AfterFetch:
+        if text in ("seen", "none"):
+            return cls(text)
+        if text.startswith("move:") and text[5:].strip():
+            return cls("move", text[5:].strip())
+        raise ValueError(f"after-fetch action must be seen, none or move:FOLDER, not {text!r}")
+
+
+def _poll_after(value: str) -> str:
     try:
         AfterFetch.parse(value)
     except ValueError as err:

@@ -225,13 +225,13 @@ def worker_cmd(once: bool, interval: float) -> None:
 def _poll_imap_once(eng: Engine) -> int:
     """One pass over every IMAP poll folder (what `serve`'s watchers do continuously); returns new messages.
     A server that cannot be reached is reported and the others still polled."""
-    from bridge.inbound.imap import one_pass
+    from bridge.inbound.imap import folder_state, one_pass
 
     with session_scope(eng) as session:
         servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()
     new = 0
     for server_id, name in servers:
-        result = one_pass.poll_once(eng, server_id, f"{one_pass.default_owner()}:once:{server_id}")
+        result = one_pass.poll_once(eng, server_id, f"{folder_state.default_owner()}:once:{server_id}")
         if result.error:
             click.echo(f"IMAP {name}: {result.error}", err=True)
         new += result.stored

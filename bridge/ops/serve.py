@@ -122,7 +122,7 @@ def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
     """A watcher thread per IMAP server with a poll folder (IDLE where offered, else polling)."""
     from sqlmodel import select
 
-    from bridge.inbound.imap import one_pass
+    from bridge.inbound.imap import folder_state, watch
     from models import ImapServer
     from models.db import session_scope
 
@@ -130,8 +130,8 @@ def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
         servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()
     threads = []
     for server_id, name in servers:
-        thread = threading.Thread(target=one_pass.watch, name=f"rb-imap-{name}", daemon=True,
-                                  args=(eng, server_id, f"{one_pass.default_owner()}:{server_id}", stop))
+        thread = threading.Thread(target=watch.watch, name=f"rb-imap-{name}", daemon=True,
+                                  args=(eng, server_id, f"{folder_state.default_owner()}:{server_id}", stop))
         thread.start()
         threads.append(thread)
     return threads

@@ -1,1 +1,1 @@
-"""TODO"""
+"""The IMAP source: polled folders (catch-all mailboxes numbered addresses land in), one pass or watched."""
