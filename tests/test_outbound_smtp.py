@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bridge.ops import worker
+from bridge.outbound import claims, sender
 from models import OutboundMessage
 from tests.conftest import Bridge
 from tests.servers.certs import CertPair
@@ -289,7 +289,7 @@ def test_two_workers_never_send_one_message_twice(bridge: Bridge, smtp_peer,
 
     def run() -> None:
         try:
-            worker.send_due(engine)
+            sender.send_due(engine)
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             errors.append(err)
     threads = [threading.Thread(target=run) for _ in range(3)]
@@ -309,7 +309,6 @@ def test_worker_reclaims_a_message_whose_worker_died(lite_bridge: Bridge, smtp_p
     add_account(lite_bridge, peer.host, peer.port, monkeypatch)
     add_alias(lite_bridge)
     send(lite_bridge)
-    from bridge.outbound import claims
     claimed = claims.claim_batch(lite_bridge.engine())  # a worker claims it, then dies
     assert isinstance(claimed, list) and len(claimed) == 1
     lite_bridge.run("worker", "--once")

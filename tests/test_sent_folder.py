@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bridge.outbound import sent_folder
+from bridge.outbound import sender, sent_folder
 from models import OutboundMessage
 from tests.conftest import Bridge
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
@@ -173,8 +173,7 @@ def test_alias_unlinked_after_the_send_fails_the_copy_with_a_reason(lite_bridge:
 
     linked_sender(lite_bridge, smtp_peer, dovecot, monkeypatch)
     send(lite_bridge)
-    from bridge.ops import worker
-    worker.send_due(lite_bridge.engine())  # sent; the copy is pending
+    sender.send_due(lite_bridge.engine())  # sent; the copy is pending
     with Session(lite_bridge.engine()) as s:
         alias = s.exec(select(Alias)).one()
         alias.imap_server_id = None

@@ -9,12 +9,13 @@ from bridge.errors import FieldError, InputError, NotFound
 from bridge.input_checks import check_address
 from models import Employee
 
-DELIVERY_MODES = ("forward", "imap", "none")
+# How routed replies reach the employee (the `delivery` setting); each mode is a file in bridge/inbound/hand_off/.
+HAND_OFF_MODES = ("forward", "imap", "none")
 
 
 def _delivery(mode: str) -> str:
-    if mode not in DELIVERY_MODES:
-        raise InputError(f"delivery {mode!r} is not one of: {', '.join(DELIVERY_MODES)}")
+    if mode not in HAND_OFF_MODES:
+        raise InputError(f"delivery {mode!r} is not one of: {', '.join(HAND_OFF_MODES)}")
     return mode
 
 

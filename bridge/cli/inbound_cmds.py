@@ -12,7 +12,7 @@ from sqlmodel import select
 from bridge import json_views
 from bridge.cli.common import db, emit_json, engine, safe_url
 from bridge.errors import ConfigError, InputError
-from bridge.inbound import pipeline, triage
+from bridge.inbound import pipeline, raw_store, triage
 from bridge.inbound.parse import dedup_key
 from models import Employee, InboundMessage, utcnow
 from models.db import session_scope
@@ -74,7 +74,7 @@ def ingest(files: tuple[str, ...], as_json: bool, dry_run: bool, explain: bool) 
         return
     try:
         eng = engine()
-        stored = pipeline.store_many(eng, [pipeline.Incoming(raw, "pipe") for _name, raw in inputs])
+        stored = raw_store.store_many(eng, [raw_store.Incoming(raw, "pipe") for _name, raw in inputs])
     except (SQLAlchemyError, ConfigError) as err:
         click.echo(f"error: could not store the message in {safe_url()} ({type(err).__name__}); "
                    "exit 75 so the sender tries again", err=True)

@@ -86,7 +86,7 @@ def employee() -> None:
 @click.option("--email", required=True)
 @click.option("--admin", is_flag=True)
 @click.option("--inactive", is_flag=True)
-@click.option("--delivery", default="forward", show_default=True, type=click.Choice(employees.DELIVERY_MODES),
+@click.option("--delivery", default="forward", show_default=True, type=click.Choice(employees.HAND_OFF_MODES),
               help="How routed replies reach them: forwarded to their address, into their IMAP INBOX, or not.")
 def employee_add(number: int, name: str, email: str, admin: bool, inactive: bool, delivery: str) -> None:
     with db() as session:
@@ -96,7 +96,7 @@ def employee_add(number: int, name: str, email: str, admin: bool, inactive: bool
 
 @employee.command("set-delivery")
 @click.argument("number", type=int)
-@click.argument("mode", type=click.Choice(employees.DELIVERY_MODES))
+@click.argument("mode", type=click.Choice(employees.HAND_OFF_MODES))
 def employee_set_delivery(number: int, mode: str) -> None:
     """How routed replies reach employee NUMBER: forward, imap or none."""
     with db() as session:

@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.engine import Engine
 
 from bridge import portal
-from bridge.inbound import pipeline
+from bridge.inbound import pipeline, raw_store
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,16 @@ class GroupCommitter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: asyncio.Queue[tuple[pipeline.Incoming, asyncio.Future[pipeline.Stored]]] | None = None
+        self._queue: asyncio.Queue[tuple[raw_store.Incoming, asyncio.Future[raw_store.Stored]]] | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rb-store")
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, item: pipeline.Incoming) -> pipeline.Stored:
+    async def submit(self, item: raw_store.Incoming) -> raw_store.Stored:
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run())
-        future: asyncio.Future[pipeline.Stored] = loop.create_future()
+        future: asyncio.Future[raw_store.Stored] = loop.create_future()
         await self._queue.put((item, future))
         return await future
 
@@ -58,7 +58,7 @@ class GroupCommitter:
             while not self._queue.empty() and len(batch) < BATCH:
                 batch.append(self._queue.get_nowait())
             try:
-                stored = await loop.run_in_executor(self._writer, pipeline.store_many, self.engine,
+                stored = await loop.run_in_executor(self._writer, raw_store.store_many, self.engine,
                                                     [item for item, _f in batch])
             except Exception as err:  # noqa: BLE001 - every waiting session answers 451
                 for _item, future in batch:
@@ -121,7 +121,7 @@ class ReceiverHandler:
         end = raw.find(b"\r\n\r\n")
         if (end == -1 and len(raw) > self.max_header_bytes) or end > self.max_header_bytes:
             return "552 5.3.4 Message header too large"
-        item = pipeline.Incoming(raw, "smtp", envelope.mail_from or "", tuple(envelope.rcpt_tos))
+        item = raw_store.Incoming(raw, "smtp", envelope.mail_from or "", tuple(envelope.rcpt_tos))
         try:
             stored = await self.committer.submit(item)
         except Exception:  # noqa: BLE001 - nothing was stored: the sender keeps the message and retries

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from bridge.ops import worker
-from bridge.outbound import queue
+from bridge.outbound import queue, sender
 from tests.conftest import Bridge
 from tests.test_outbound_smtp import add_account, add_alias
 
@@ -73,7 +72,7 @@ def test_outbound_throughput(lite_bridge: Bridge, smtp_peer, tmp_path: Path, mon
                                                      subject="Interview", text="Hello " * 50))
         session.commit()
     queued_s = time.perf_counter() - started
-    assert worker.send_due(engine).sent == N
+    assert sender.send_due(engine).sent == N
     bridge_s = time.perf_counter() - started
 
     raws = [r.data for r in peer.received]

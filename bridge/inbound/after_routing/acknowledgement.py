@@ -13,11 +13,13 @@ import re
 from sqlmodel import Session, select
 
 from bridge import portal
+from bridge.inbound.after_routing.context import Routed
 from bridge.outbound import queue
 from models import Candidate, Employee, InboundMessage, OutboundMessage, utcnow
 from routing.router import Headers
 
 WINDOW = dt.timedelta(days=7)
+FOR_PROBES = False  # a probe is never answered
 _SYSTEM_LOCAL = re.compile(r"^(no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?)"
                            r"([+._-]|$)", re.IGNORECASE)
 _LIST_HEADERS = ("list-id", "list-unsubscribe", "list-post", "precedence")
@@ -39,6 +41,10 @@ def why_not(session: Session, row: InboundMessage, headers: Headers) -> str | No
         OutboundMessage.purpose == "acknowledgement", OutboundMessage.to_addr == row.from_addr,
         OutboundMessage.created_at >= utcnow() - WINDOW)).first()
     return "acknowledged within the last 7 days" if recent is not None else None
+
+
+def run(routed: Routed) -> None:
+    maybe_acknowledge(routed.session, routed.row, routed.parsed.headers, routed.settings)
 
 
 def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 
 from bridge.errors import BridgeError
-from bridge.inbound import pipeline
+from bridge.inbound import raw_store
 from models import ImapFolderState, ImapServer, utcnow
 from models.db import session_scope
 
@@ -129,7 +129,7 @@ def record_outcome(engine: Engine, state_id: int, owner: str, error: str | None)
 
 
 def store_batch(engine: Engine, state_id: int, owner: str, uidvalidity: int, last_uid: int,
-                raws: list[bytes], source: str = "imap") -> list[pipeline.Stored]:
+                raws: list[bytes], source: str = "imap") -> list[raw_store.Stored]:
     """Store raw messages AND advance the folder in the same transaction.
 
     The invariant: progress is recorded only with the commit that stores what it covers. Raises
@@ -141,7 +141,7 @@ def store_batch(engine: Engine, state_id: int, owner: str, uidvalidity: int, las
         update_held(session, state_id, owner, uidvalidity=uidvalidity, last_uid=last_uid,
                      lease_until=now + LEASE, last_poll_at=now, last_error=None)
 
-    return pipeline.store_many(engine, [pipeline.Incoming(raw, source) for raw in raws], also=advance)
+    return raw_store.store_many(engine, [raw_store.Incoming(raw, source) for raw in raws], also=advance)
 
 
 def reset_folder(engine: Engine, state_id: int, owner: str, uidvalidity: int) -> None:

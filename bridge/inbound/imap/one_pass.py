@@ -25,7 +25,7 @@ from sqlmodel import select
 from bridge.accounts.imap_servers import AfterFetch
 from bridge.accounts.oauth.tokens import bearer_for
 from bridge.errors import BridgeError, NeedsSignIn
-from bridge.inbound import pipeline
+from bridge.inbound import pipeline, raw_store
 from bridge.inbound.imap import after_fetch
 from bridge.inbound.imap.folder_state import (
     LeaseLost,
@@ -67,7 +67,7 @@ class PollReport:
     lease_held_by: str | None = None  # set (with `error`) when another poller holds the folder
 
 
-def _route(engine: Engine, stored: list[pipeline.Stored]) -> int:
+def _route(engine: Engine, stored: list[raw_store.Stored]) -> int:
     """Route the new messages; a failure is logged, the message stays stored for `finish_unrouted`."""
     routed = 0
     for item in stored:

@@ -1,0 +1,43 @@
+"""`forward`: the original bytes under Resent-* headers, to the employee's own address, queued as an
+outbound message (purpose `forward`) through the database-wide account: the queue's retries, Mail Log and
+hints apply, and the hand-off state shown is that entry's status (bridge.json_views.hand_off_state)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.utils import format_datetime
+
+from sqlmodel import Session
+
+from bridge import crypto, portal
+from bridge.outbound.queue import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
+from models import Employee, InboundMessage, OutboundMessage, utcnow
+from routing.message_ids import make_message_id
+
+
+def resent(raw: bytes, resent_from: str, resent_to: str, message_id: str, when: dt.datetime) -> bytes:
+    """RFC 5322 resent headers prepended: the original stays byte for byte below them."""
+    block = (f"Resent-From: {resent_from}\r\nResent-To: {resent_to}\r\nResent-Date: {format_datetime(when)}\r\n"
+             f"Resent-Message-ID: {message_id}\r\n")
+    return block.encode("ascii") + raw
+
+
+def plan(session: Session, row: InboundMessage, employee: Employee, settings: portal.PortalSettings | None) -> None:
+    _queue_forward(session, row, employee, settings or portal.load(session))
+    row.delivery = "queued"
+
+
+def _queue_forward(session: Session, row: InboundMessage, employee: Employee,
+                   settings: portal.PortalSettings) -> None:
+    numbered = settings.numbered()
+    sender = numbered.make(employee.number)
+    now = utcnow()
+    message_id = make_message_id(crypto.signing_key("message-id"), numbered.primary.domain, None)
+    forward = OutboundMessage(
+        message_id=message_id, employee_id=employee.id, automated=True, purpose="forward", inbound_id=row.id,
+        from_addr=sender, envelope_from=sender, to_addr=employee.email,
+        subject=(row.subject or "(no subject)")[:500], raw=resent(row.raw, sender, employee.email, message_id, now),
+        created_at=now, next_attempt_at=now)
+    if account_for(session, forward) is None:
+        forward.status, forward.last_reply, forward.hint = "not_sent", NO_ACCOUNT, NO_ACCOUNT_HINT
+    session.add(forward)
