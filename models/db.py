@@ -65,7 +65,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def alembic_config(engine: Engine):  # noqa: ANN201 - alembic.config.Config, imported lazily
     """Alembic is imported only where the schema changes: it costs every other command start-up time."""
-    from alembic.config import Config
+    from alembic.config import Config  # only where the schema changes: it costs start-up time
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -75,7 +75,7 @@ def alembic_config(engine: Engine):  # noqa: ANN201 - alembic.config.Config, imp
 
 def upgrade(engine: Engine) -> None:
     """Create or upgrade the schema to the newest migration."""
-    from alembic import command
+    from alembic import command  # (likewise)
 
     command.upgrade(alembic_config(engine), "head")
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
+from bridge.accounts.oauth.clients import get_client
+from bridge.accounts.oauth.providers import FLOWS
 from bridge.accounts.validation import (
     about,
     check_ca_file,
@@ -99,8 +101,6 @@ def no_password_with_oauth(fields: ServerFields) -> None:
 def use_oauth(session: Session, account: SmtpAccount | ImapServer, client_name: str, flow: str):  # noqa: ANN201
     """The account signs in with XOAUTH2 through the named OAuth client: delegated (a person signs in:
     `oauth login`) or app (client credentials, no person: Microsoft 365 SMTP.SendAsApp/IMAP.AccessAsApp)."""
-    from bridge.accounts.oauth.clients import get_client
-    from bridge.accounts.oauth.providers import FLOWS
 
     if flow not in FLOWS:
         raise FieldError("oauth_flow", f"--oauth-flow {flow!r} is not one of: {', '.join(FLOWS)}")

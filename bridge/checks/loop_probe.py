@@ -16,6 +16,7 @@ from sqlmodel import select
 from bridge import crypto, portal
 from bridge.accounts import aliases
 from bridge.accounts.oauth.tokens import bearer_for
+from bridge.inbound.imap import one_pass
 from bridge.net.connections import StageError, close_quietly, endpoint_of, open_smtp
 from bridge.net.diagnosis import diagnose, failure_from_exception
 from bridge.outbound.compose import Draft, render
@@ -66,7 +67,6 @@ def _probe(engine: Engine, description: str) -> tuple[bytes, str, str, str, int,
 
 
 def _poll_catch_alls(engine: Engine) -> None:
-    from bridge.inbound.imap import one_pass
 
     with session_scope(engine) as session:
         ids = session.exec(select(ImapServer.id).where(ImapServer.poll_folder.is_not(None))).all()

@@ -16,6 +16,7 @@ from bridge import json_views
 from bridge.accounts import aliases, employees
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
+from bridge.inbound.imap import folder_state, one_pass
 from bridge.ops import worker
 from bridge.outbound import queue
 from models import DeliveryAttempt, ImapServer, OutboundMessage, utcnow
@@ -201,7 +202,7 @@ def worker_cmd(once: bool, interval: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     eng = engine()
     if not once:
-        from bridge.ops.serve import run_worker_forever
+        from bridge.ops.serve import run_worker_forever  # the scheduler loads only for a worker that keeps running
         run_worker_forever(eng, interval)
         return
     polled = _poll_imap_once(eng)
@@ -225,7 +226,6 @@ def worker_cmd(once: bool, interval: float) -> None:
 def _poll_imap_once(eng: Engine) -> int:
     """One pass over every IMAP poll folder (what `serve`'s watchers do continuously); returns new messages.
     A server that cannot be reached is reported and the others still polled."""
-    from bridge.inbound.imap import folder_state, one_pass
 
     with session_scope(eng) as session:
         servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()

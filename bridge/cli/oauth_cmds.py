@@ -70,7 +70,7 @@ def oauth_list(as_json: bool) -> None:
               help="Print a URL and a code to approve in any browser, and wait for the approval.")
 def oauth_login(kind: str, name: str, device: bool) -> None:
     """Sign the SMTP account or IMAP server NAME in (delegated access)."""
-    from bridge.accounts.oauth import flows
+    from bridge.accounts.oauth import flows  # authlib loads only for a sign-in
 
     eng = engine()
     target = flows.target(eng, kind, name)

@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from bridge import crypto, portal
 from bridge.accounts import aliases, employees, imap_servers, servers, smtp_accounts
+from bridge.checks import loop_probe
 from bridge.checks.connection_check import Report, check_imap, check_smtp
 from bridge.checks.loop_probe import LoopReport
 from bridge.cli.common import (
@@ -21,6 +22,7 @@ from bridge.cli.common import (
     safe_url,
     server_options,
 )
+from bridge.ops.error_reports import report_mail
 from models import Alias, Employee, ImapServer, SmtpAccount
 from models.db import session_scope, shared_engine, upgrade
 from routing.addresses import AddressTemplate
@@ -109,7 +111,7 @@ def employee_set_delivery(number: int, mode: str) -> None:
 @password_options
 def employee_set_password(number: int, password_stdin: bool, password_env: str | None) -> None:
     """Set the web sign-in password of employee NUMBER (read from stdin or a variable, never an argument)."""
-    from bridge.accounts import passwords
+    from bridge.accounts import passwords  # argon2 loads only when a password is set
 
     password = read_password(password_stdin, password_env, required=True)
     with db() as session:
@@ -314,7 +316,6 @@ def test_imap_cmd(name: str) -> None:
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait for the probe.")
 def test_loop_cmd(description: str, timeout: float) -> None:
     """Send a probe from alias DESCRIPTION to its numbered address and wait until it routes back."""
-    from bridge.checks import loop_probe
 
     _print_report(loop_probe.run(engine(), description, timeout))
 
@@ -323,7 +324,6 @@ def test_loop_cmd(description: str, timeout: float) -> None:
 def test_report_cmd() -> None:
     """Send a sample error report to report_to through the database-wide account now (also while reporting
     is off: then it says so), so the route is known to work before a real condition needs it."""
-    from bridge.ops.error_reports import report_mail
 
     _print_report(report_mail.send_sample(engine()))
 

@@ -19,14 +19,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from bridge.inbound import pipeline
+from models.db import make_engine
 
 log = logging.getLogger("replybridge.routing")
 
 
 def run(parent: Connection, interval: float) -> None:
     """Route what is stored and not yet routed, every `interval` seconds, until the parent hangs up."""
-    from models.db import make_engine
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

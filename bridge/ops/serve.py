@@ -17,13 +17,17 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
+from bridge.inbound.imap import folder_state, watch
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from bridge.ops import worker
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
+from models import ImapServer
+from models.db import session_scope
 
 log = logging.getLogger("replybridge.serve")
 WORKER_INTERVAL_S = 5.0
@@ -43,9 +47,9 @@ class WebServer:
     own with its own event loop; page functions run in uvicorn's thread pool."""
 
     def __init__(self, eng: Engine) -> None:
-        import uvicorn
+        import uvicorn  # the web stack loads only where pages are served
 
-        from bridge.web.app import create_app
+        from bridge.web.app import create_app  # (likewise)
 
         self.host = os.environ.get("REPLYBRIDGE_WEB_HOST", "127.0.0.1")
         port = os.environ.get("REPLYBRIDGE_WEB_PORT", "8025")
@@ -120,11 +124,6 @@ def run_worker_forever(eng: Engine, interval: float) -> None:
 
 def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
     """A watcher thread per IMAP server with a poll folder (IDLE where offered, else polling)."""
-    from sqlmodel import select
-
-    from bridge.inbound.imap import folder_state, watch
-    from models import ImapServer
-    from models.db import session_scope
 
     with session_scope(eng) as session:
         servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -21,14 +21,10 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from bridge import crypto
 from bridge.errors import NotFound
-from bridge.web import auth
-from bridge.web.templating import open_unassigned, templates
-from models.db import session_scope
-
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-# "Show images" on a message page: remote images may load there, nothing else changes
-CSP_IMAGES = CSP.replace("img-src 'self' data:", "img-src 'self' data: https: http:")
+from bridge.web import admin, auth, conversations, inbox, login, mail_log, message_view, oauth_signin
+from bridge.web.api import create_api
+from bridge.web.error_page import error_page
+from bridge.web.security_headers import CSP
 
 
 def secure_cookies() -> bool:
@@ -37,8 +33,6 @@ def secure_cookies() -> bool:
 
 
 def _page_routers() -> list:
-    from bridge.web import admin, conversations, inbox, login, mail_log, message_view, oauth_signin
-
     return [login.router, inbox.router, message_view.router, conversations.router, mail_log.router,
             *admin.routers, oauth_signin.router]
 
@@ -69,8 +63,6 @@ def create_app(engine: Engine) -> FastAPI:
     for router in _page_routers():
         app.include_router(router)
 
-    from bridge.web.api import create_api
-
     app.mount("/api/v1", create_api(engine))
 
     @app.get("/healthz", include_in_schema=False)
@@ -83,22 +75,6 @@ def create_app(engine: Engine) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     return app
-
-
-def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
-    """The page for 403/404 and refused forms, in a session of its own (the request's was rolled back)."""
-    me = getattr(request.state, "employee", None)
-    count = None
-    if me is not None:
-        try:
-            with session_scope(request.app.state.engine) as session:
-                count = open_unassigned(session)
-        except Exception:  # noqa: BLE001 - the error page must render even when the database does not answer
-            count = "?"
-    return templates.TemplateResponse(request, "error.html", {"title": title, "detail": detail, "me": me,
-                                                              "unassigned_count": count,
-                                                              "csrf_token": auth.csrf_token(request)},
-                                      status_code=status)
 
 
 def _errors(app: FastAPI) -> None:

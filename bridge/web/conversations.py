@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bridge.errors import NotFound
+from bridge.inbound.message_content import content_of
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import render
@@ -71,7 +72,6 @@ def conversations(request: Request, employee: int | None = None, page: int = 1, 
 
 
 def _thread(session: Session, conversation_id: int) -> list[Entry]:
-    from bridge.inbound.message_content import content_of
 
     entries = [Entry(m.created_at, "sent", m.subject, content_of(m.raw).body_text, m.status, f"/log#log-{m.id}")
                for m in session.exec(select(OutboundMessage).where(

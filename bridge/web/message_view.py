@@ -19,8 +19,8 @@ from bridge.inbound import triage
 from bridge.inbound.message_content import attachment, content_of, headers_of, is_html_like, reply_references
 from bridge.outbound import queue
 from bridge.web import auth
-from bridge.web.app import CSP_IMAGES
 from bridge.web.deps import db
+from bridge.web.security_headers import CSP_IMAGES
 from bridge.web.templating import flash, render
 from models import Conversation, Employee, InboundMessage
 

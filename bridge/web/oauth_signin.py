@@ -30,8 +30,9 @@ from bridge.accounts.oauth.status import SignInState
 from bridge.errors import InputError, NotFound
 from bridge.web import auth
 from bridge.web.admin import forms
-from bridge.web.app import CSP, error_page
 from bridge.web.deps import db
+from bridge.web.error_page import error_page
+from bridge.web.security_headers import CSP
 from bridge.web.templating import flash
 from models import ImapServer, SmtpAccount
 

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from bridge.web import auth
 from models import InboundMessage
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -38,7 +39,6 @@ def flash(request: Request, message: str) -> None:
 def render(request: Request, session: Session, name: str, context: dict[str, object] | None = None,
            status_code: int = 200) -> HTMLResponse:
     """A page with the signed-in employee, the navigation count and the CSRF token filled in."""
-    from bridge.web import auth
 
     values = {"me": getattr(request.state, "employee", None), "csrf_token": auth.csrf_token(request),
               "flash": request.session.pop("flash", None),

@@ -13,6 +13,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from bridge import crypto
 from bridge.accounts.oauth import providers, tokens
@@ -50,7 +51,6 @@ class Target:
 def target(engine: Engine, kind: str, name: str) -> Target:
     model = SmtpAccount if kind == "smtp" else ImapServer
     with session_scope(engine) as session:
-        from sqlmodel import select
 
         account = session.exec(select(model).where(model.name == name)).first()
         if account is None:

@@ -91,9 +91,10 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 def _service_account_token(client: OAuthClient, private_key: str, scope: str, mailbox: str) -> dict[str, object]:
     """Google Workspace app-only: the service account signs an assertion acting for the mailbox (domain-wide
     delegation, RFC 7523); there is no refresh token, a new assertion is made each time."""
+    # loaded only for a Google service account, the one flow that signs its own assertion
     import httpx
-    from joserfc import jwt
-    from joserfc.jwk import RSAKey
+    from joserfc import jwt  # (likewise)
+    from joserfc.jwk import RSAKey  # (likewise)
 
     now = int(time.time())
     claims = {"iss": client.client_id, "sub": mailbox, "scope": scope, "aud": client.token_url, "iat": now,
@@ -109,7 +110,7 @@ def _service_account_token(client: OAuthClient, private_key: str, scope: str, ma
 
 def _request_token(client: OAuthClient, grant: OAuthGrant, kind: str, flow: str, mailbox: str) -> dict[str, object]:
     """One token request: client credentials (or a Google service account) for app-only, else the refresh token."""
-    from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.integrations.httpx_client import OAuth2Client  # authlib loads only when a token is due
 
     secret = crypto.decrypt(client.client_secret).reveal() if client.client_secret else None
     scope = " ".join(providers.scopes(client.provider, kind, flow, configured_scopes(client)))

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from bridge import portal
 from bridge.inbound.after_routing.context import Routed
 from bridge.outbound import queue
-from models import Candidate, Employee, InboundMessage, OutboundMessage, utcnow
+from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage, utcnow
 from routing.router import Headers
 
 WINDOW = dt.timedelta(days=7)
@@ -64,7 +64,5 @@ def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,
 
 def ack_links(session: Session, ack: OutboundMessage) -> tuple[int | None, int | None]:
     """The candidate and conversation the acknowledgement created, for the reply it answers."""
-    from models import Conversation
-
     conversation = session.get(Conversation, ack.conversation_id) if ack.conversation_id else None
     return (conversation.candidate_id, conversation.id) if conversation else (None, None)

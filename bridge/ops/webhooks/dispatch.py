@@ -27,7 +27,7 @@ from models import Webhook, WebhookDelivery, utcnow
 from models.db import session_scope
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx  # loads only where webhooks are delivered (the receiver and the pipe never do)
 
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def claim(engine: Engine, limit: int = BATCH, due_by: dt.datetime | None = None,
 
 def signed_headers(secret: str, event_id: str, payload: str, at: dt.datetime | None = None) -> dict[str, str]:
     """The Standard Webhooks headers for one POST (the timestamp is the sending time)."""
-    from standardwebhooks import Webhook as Signer
+    from standardwebhooks import Webhook as Signer  # loads only where webhooks are delivered
 
     at = at or utcnow()
     return {"webhook-id": event_id, "webhook-timestamp": str(int(at.timestamp())),
@@ -142,7 +142,7 @@ def _answer_head(response: httpx.Response, limit: int = 200) -> str:
 
 def post(client: httpx.Client, claimed: Claimed) -> Outcome:
     """One signed POST; any answer but 2xx, and no answer, is a failure with the reason."""
-    import httpx
+    import httpx  # (likewise)
 
     try:
         secret = decrypt(claimed.secret)
@@ -194,7 +194,7 @@ def record(engine: Engine, claimed: Claimed, outcome: Outcome) -> str:
 
 
 def _client(timeout: float) -> httpx.Client:
-    import httpx
+    import httpx  # (likewise)
 
     return httpx.Client(timeout=timeout, follow_redirects=False,
                         limits=httpx.Limits(max_connections=PARALLEL * 2))
