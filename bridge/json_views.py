@@ -11,7 +11,7 @@ from models import Candidate, Employee, InboundMessage, OutboundMessage
 
 
 def inbound_json(session: Session, m: InboundMessage, delivery_state: str | None = None) -> dict[str, object]:
-    """An inbound message object as DESIGN.md's contract has it (the one builder of it).
+    """An inbound message object as the contract has it (docs/ARCHITECTURE.md, "Contract") (the one builder of it).
 
     Lists preload the page's employees and candidates (session.get then answers from the identity map)
     and pass the forwards' delivery states, so a page costs a few queries, not a few per row.
@@ -30,7 +30,7 @@ def inbound_json(session: Session, m: InboundMessage, delivery_state: str | None
 
 
 def log_json(session: Session, m: OutboundMessage) -> dict[str, object]:
-    """A Mail Log object as DESIGN.md's contract has it."""
+    """A Mail Log object as the contract has it (docs/ARCHITECTURE.md, "Contract")."""
     employee = session.get(Employee, m.employee_id) if m.employee_id else None
     return {
         "id": m.id, "message_id": m.message_id, "to": m.to_addr, "from": m.from_addr, "subject": m.subject,

@@ -1,4 +1,4 @@
-"""The tables. Storage only: no mail logic lives here (see DESIGN.md, Layout)."""
+"""The tables. Storage only: no mail logic lives here (docs/ARCHITECTURE.md, "Rooms")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where an inbound message goes: the routing order of DESIGN.md, as a pure function.
+"""Where an inbound message goes: the routing order (docs/ARCHITECTURE.md), as a pure function.
 
 Routing never makes a sender a candidate: anyone can write to a numbered address. Candidates come
 from mail we sent and from a person's assignment; a routed message joins a conversation only when
@@ -103,7 +103,7 @@ def sender_of(headers: Headers) -> str | None:
 
 
 def numbered_candidates(headers: Headers, envelope: Envelope) -> list[tuple[str, str]]:
-    """(where, address) for every recipient address, in the order DESIGN.md gives."""
+    """(where, address) for every recipient address, in the order docs/ARCHITECTURE.md gives."""
     found = [("envelope", rcpt) for rcpt in envelope.rcpt_to]
     for name in RECIPIENT_HEADERS:
         found += [(name.title(), addr) for value in headers.all(name) for _n, addr in getaddresses([value]) if addr]

@@ -1,6 +1,6 @@
 """Suggested employees for an Unassigned message: who probably should get it, and why.
 
-The look-ups (bridge/suggestions.py) bring rows of evidence for a whole page of messages; this module
+The look-ups (bridge/inbound/suggestion_lookups.py) bring rows of evidence for a whole page of messages; this module
 decides which rows count for one message and ranks the employees. Four kinds of evidence, strongest
 first:
 

@@ -1,4 +1,5 @@
-"""TODO docstring (split from bridge/accounts/validation.py)."""
+"""Aliases: an employee's sending identities (description, display name, from, reply-to, SMTP account or
+the database-wide one, linked IMAP server, default flag, delay between emails) and which one a send uses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring (split from bridge/accounts/validation.py)."""
+"""Employees: their numbers (in every numbered address already sent, so never changed), names, addresses,
+hand-off mode and whether they are active or admins."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring (split from bridge/accounts/validation.py)."""
+"""IMAP servers: adding and editing, their Sent folder and optional poll folder (never a Sent folder: that
+would take our own mail in as replies), and what a poller does after fetching (`poll_after`)."""
 
 from __future__ import annotations
 

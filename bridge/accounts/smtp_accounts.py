@@ -1,4 +1,5 @@
-"""TODO docstring (split from bridge/accounts/validation.py)."""
+"""SMTP accounts: adding and editing (fields validated once in bridge.accounts.servers), look-ups, and the
+database-wide account automated mail and error reports go through."""
 
 from __future__ import annotations
 

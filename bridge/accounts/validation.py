@@ -1,8 +1,8 @@
-"""Employees, SMTP accounts, IMAP servers and aliases: creation and editing with validation, and look-ups.
+"""The field checks every kind of account shares (port, security, host, timeout, names, CA file).
 
-Shared by the CLI and the admin pages, so a bad port or a duplicate description gets the same clear
-error everywhere, and nothing is stored until every field is valid. Each error names the field it is
-about (FieldError), so a form can show it beside that field; the CLI prints it as before.
+The CLI and the admin pages run the same code (bridge/accounts/), so a bad port or a duplicate
+description gets the same clear error everywhere, and nothing is stored until every field is valid.
+Each error names the field it is about (FieldError), so a form can show it beside that field.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `replybridge` command (DESIGN.md, CLI contract). Settings come from REPLYBRIDGE_* variables."""
+"""The `replybridge` command (docs/ARCHITECTURE.md, "Contract"). Settings come from REPLYBRIDGE_* variables."""
 
 from __future__ import annotations
 

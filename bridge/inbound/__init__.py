@@ -1,1 +1,1 @@
-"""TODO"""
+"""Inbound mail: the sources, storing first, the pipeline, the steps after routing, triage."""

@@ -1,7 +1,7 @@
 """The set-up mistakes that fill support pages, recognised from the typed values alone.
 
-Pure functions shared by account validation (bridge/accounts.py: the CLI and the admin pages) and
-the diagnosis (bridge/diagnosis.py: Test Connection and the Mail Log), so a form, a command and a
+Pure functions shared by account validation (bridge/accounts/: the CLI and the admin pages) and
+the diagnosis (bridge/net/diagnosis.py: Test Connection and the Mail Log), so a form, a command and a
 failed connection name the same mistake in the same words.
 
 Wrong protocol (an IMAP host or port given for SMTP, or the reverse): only the clear cases are

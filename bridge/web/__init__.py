@@ -1,1 +1,1 @@
-"""The web pages and the HTTP API, served by `replybridge serve` on the web port (DESIGN.md, Web pages)."""
+"""The web pages and the HTTP API, served by `replybridge serve` on the web port (docs/ARCHITECTURE.md, "Contract")."""

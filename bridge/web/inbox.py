@@ -3,7 +3,7 @@ dismiss, and the dismissed ones (restorable from their message page).
 
 Paging is by keyset on (received_at, id), the order of ix_inbound_message_inbox, so a deep page costs
 what the first does. The page loads only the columns it shows (never the raw message) and the
-suggestions for all its rows in a constant number of queries (bridge/suggestion_lookups.py).
+suggestions for all its rows in a constant number of queries (bridge/inbound/suggestion_lookups.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Is an inbound message a human reply, an automatic message, or a bounce?
 
-The router needs this before anything else (DESIGN.md, "Routing order"): a bounce marks our
+The router needs this before anything else (docs/ARCHITECTURE.md, "Routing order"): a bounce marks our
 outbound message undeliverable and is never a candidate's message; an automatic message is routed
 like a reply but flagged and never answered automatically.
 

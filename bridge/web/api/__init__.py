@@ -1,4 +1,4 @@
-"""The HTTP API under /api/v1 (DESIGN.md, HTTP API): bearer tokens, JSON objects as the CLI prints them.
+"""The HTTP API under /api/v1 (docs/ARCHITECTURE.md, "Contract"): bearer tokens, JSON objects as the CLI prints them.
 
 Routes are plain `def`s: FastAPI runs them in its thread pool, so the database never blocks the
 event loop. Every error is JSON (bridge.web.api.errors); /api/v1/openapi.json documents it all.
