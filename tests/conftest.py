@@ -1,31 +1,21 @@
-"""Shared fixtures: a fresh database per test (SQLite, and PostgreSQL where it runs), the CLI in-process."""
+"""Shared fixtures: a fresh database per test (SQLite, and PostgreSQL where it runs), the CLI in-process.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
 
-from bridge.cli import cli
-from bridge.cli import common as cli_common
 from models import db
+from tests.helpers.bridge import POSTGRES_URL, Bridge, make_bridge
 from tests.servers.dovecot import dovecot  # noqa: F401 - fixture
 from tests.servers.oauth import oauth_dovecot, oauth_server  # noqa: F401 - fixtures
 from tests.servers.smtp_peers import smtp_peer, tls_cert  # noqa: F401 - fixtures
 from tests.servers.web import browser, page, web, web_both  # noqa: F401 - fixtures
-
-POSTGRES_URL = os.environ.get("REPLYBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def _postgres_reason() -> str | None:
@@ -65,37 +55,8 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/rb.db"
 
 
-@dataclass
-class Bridge:
-    """The CLI against one database, run in-process (the contract check runs it as a subprocess)."""
-
-    url: str
-    runner: CliRunner
-
-    def run(self, *args: str, ok: bool = True, stdin: str | None = None) -> Result:
-        result = self.runner.invoke(cli, list(args), input=stdin, catch_exceptions=False)
-        if ok and result.exit_code != 0:
-            raise AssertionError(f"replybridge {shlex.join(args)} exited {result.exit_code}:\n{result.output}"
-                                 f"{result.stderr}")
-        return result
-
-    def json(self, *args: str) -> object:
-        return json.loads(self.run(*args, "--json").stdout)
-
-    def engine(self) -> Engine:
-        return cli_common.engine()
-
-
-def _bridge(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Bridge:
-    monkeypatch.setenv("REPLYBRIDGE_DATABASE_URL", url)
-    monkeypatch.setenv("REPLYBRIDGE_SECRET_KEY", Fernet.generate_key().decode())
-    monkeypatch.chdir(tmp_path)
-    db.shared_engine.cache_clear()
-    return Bridge(url, CliRunner())
-
-
 def _initialised(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bridge]:
-    b = _bridge(url, tmp_path, monkeypatch)
+    b = make_bridge(url, tmp_path, monkeypatch)
     b.run("init", "--reply-address", "jobs+{number}@example.test", "--domain", "example.test")
     b.run("settings", "set", "retry_delays", "0,0")
     b.run("employee", "add", "--number", "1042", "--name", "Ana Ruiz", "--email", "ana@example.test")

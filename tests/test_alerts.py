@@ -22,9 +22,10 @@ from bridge.ops import serve
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.error_reports.rules import PROBLEM, RECOVERED, STILL, Condition, decide, digest
 from models import AlertState, ImapServer, utcnow
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.ports import closed_port
+from tests.helpers.setup_steps import send
 from tests.servers.smtp_peers import SmtpPeer
-from tests.test_outbound_smtp import closed_port, send
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)

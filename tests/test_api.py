@@ -18,7 +18,7 @@ import uvicorn
 from sqlalchemy import event, text
 
 from bridge.web.api import create_api
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
 from tests.servers.web import Served, free_port
 
 MIXED = ("From: Cand <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.policy import Policy
-from pathlib import Path
 
 import pytest
 
 from routing.classify import BounceInfo, Classification, classify
+from tests.helpers.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 POLICIES = [pytest.param(email.policy.compat32, id="compat32"), pytest.param(email.policy.default, id="default")]
 
 

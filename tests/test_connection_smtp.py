@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bridge.net.connections import outgoing_address
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.ports import closed_port
+from tests.helpers.setup_steps import PASSWORD, add_account, add_alias
 from tests.servers.certs import CertPair
-from tests.test_outbound_smtp import PASSWORD, add_account, add_alias, closed_port
 
 
 def test_ok_tries_mail_from_the_numbered_address(lite_bridge: Bridge, smtp_peer, tls_cert: CertPair,

@@ -12,9 +12,10 @@ import time
 import pytest
 from sqlmodel import Session, select
 
-from bridge.inbound import pipeline
+from bridge.inbound import pipeline, raw_store
 from models import InboundMessage
-from tests.conftest import CORPUS, Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.corpus import CORPUS
 
 pytestmark = pytest.mark.skipif(not (CORPUS / "manifest.csv").exists(),
                                 reason="the shared mail corpus is not here (../shared/corpus)")
@@ -30,7 +31,7 @@ def test_every_corpus_message_is_stored_exactly_and_routed(lite_bridge: Bridge) 
     rows = corpus_files()
     raws = {row["file"]: (CORPUS / row["file"]).read_bytes() for row in rows}
     started = time.perf_counter()
-    stored = pipeline.store_many(engine, [pipeline.Incoming(raw, "pipe") for raw in raws.values()])
+    stored = raw_store.store_many(engine, [raw_store.Incoming(raw, "pipe") for raw in raws.values()])
     for item in stored:
         if not item.duplicate:
             pipeline.process(engine, item.id)

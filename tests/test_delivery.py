@@ -8,13 +8,13 @@ import email.policy
 import pytest
 from sqlmodel import Session, select
 
-from bridge.inbound import hand_off
+from bridge.inbound.hand_off import imap
 from models import InboundMessage
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import ingest_json
+from tests.helpers.messages import reply
+from tests.helpers.setup_steps import add_account, add_alias, add_imap
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
-from tests.test_ingest import ingest_json, reply
-from tests.test_outbound_smtp import add_account, add_alias
-from tests.test_sent_folder import add_imap
 
 needs_dovecot = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
 
@@ -86,7 +86,7 @@ def test_imap_delivery_appends_to_the_inbox_once(lite_bridge: Bridge, dovecot: D
 def test_imap_delivery_without_linked_server_fails_visibly_after_retries(lite_bridge: Bridge) -> None:
     lite_bridge.run("employee", "set-delivery", "1042", "imap")
     ingest_json(lite_bridge, reply("in2@example.org", "cand@example.org", "jobs+1042@example.test"))
-    for _ in range(hand_off.MAX_ATTEMPTS):
+    for _ in range(imap.MAX_ATTEMPTS):
         lite_bridge.run("worker", "--once")
         with Session(lite_bridge.engine()) as s:
             row = s.exec(select(InboundMessage)).one()

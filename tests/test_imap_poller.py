@@ -9,12 +9,10 @@ from __future__ import annotations
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 from sqlalchemy import func, text, update
 from sqlmodel import Session, select
 
@@ -23,47 +21,13 @@ from bridge.inbound.imap import one_pass
 from bridge.inbound.imap.one_pass import PollReport, poll_once
 from bridge.inbound.imap.watch import watch
 from models import ImapFolderState, ImapServer, InboundMessage
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import deliver, mailbox
+from tests.helpers.messages import KNOWN, UNKNOWN, candidate
+from tests.helpers.setup_steps import add_poller
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
-from tests.test_ingest import reply
 
 pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
-PW_ENV = "RB_POLL_PW"
-KNOWN, UNKNOWN = "jobs+1042@example.test", "jobs+9999@example.test"
-
-
-def add_poller(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, folder: str = "INBOX",
-               password: str | None = None) -> int:
-    """`imap add ... --poll-folder FOLDER` through the CLI; returns the server's id."""
-    monkeypatch.setenv(PW_ENV, password or server.password)
-    b.run("imap", "add", "catchall", "--host", "localhost", "--port", str(server.port), "--security", "starttls",
-          "--username", server.user, "--password-env", PW_ENV, "--ca-file", str(server.cafile), "--timeout", "5",
-          "--poll-folder", folder)
-    with Session(b.engine()) as s:
-        return s.exec(select(ImapServer.id).where(ImapServer.name == "catchall")).one()
-
-
-@contextmanager
-def mailbox(server: Dovecot) -> Iterator[IMAPClient]:
-    client = IMAPClient(server.host, server.port, ssl=False, timeout=10)
-    client.login(server.user, server.password)
-    try:
-        yield client
-    finally:
-        client.logout()
-
-
-def deliver(server: Dovecot, raws: list[bytes], folder: str = "INBOX") -> None:
-    """What an MTA delivering to the mailbox does; one MULTIAPPEND for the lot."""
-    with mailbox(server) as client:
-        if len(raws) == 1:
-            client.append(folder, raws[0])
-        else:
-            client.multiappend(folder, raws)
-
-
-def candidate(n: int, to: str = KNOWN, body: str = "Thank you, Monday works.\r\n") -> bytes:
-    return reply(f"r{n}@cand.example", f"Cand {n} <c{n}@cand.example>", to, body=body).encode()
 
 
 def folder_state(b: Bridge) -> ImapFolderState:

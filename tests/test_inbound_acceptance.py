@@ -20,12 +20,12 @@ from bridge.inbound.imap import one_pass
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from bridge.net.connections import tls_context
 from models import ImapServer
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import routed
+from tests.helpers.messages import dsn
+from tests.helpers.ports import free_port
+from tests.helpers.setup_steps import add_account, add_alias, add_imap
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
-from tests.test_ingest import dsn
-from tests.test_outbound_smtp import add_account, add_alias
-from tests.test_sent_folder import add_imap
-from tests.test_smtp_receiver import free_port, routed
 
 pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
 DATE = "Mon, 23 Nov 2026 10:00:00 +0000"

@@ -1,4 +1,5 @@
-"""The inbound pipeline through `replybridge ingest`, on SQLite and PostgreSQL."""
+"""The inbound pipeline through `replybridge ingest`, on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +9,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bridge.inbound import pipeline
+from bridge.inbound import pipeline, raw_store
 from models import InboundMessage, OutboundMessage
-from tests.conftest import Bridge
-from tests.test_outbound_smtp import add_alias, closed_port, only_entry
-
-
-def reply(mid: str, sender: str, to: str, subject: str = "Re: Interview", in_reply_to: str = "",
-          extra: str = "", body: str = "Thank you, Monday works.\r\n") -> str:
-    irt = f"In-Reply-To: {in_reply_to}\r\nReferences: {in_reply_to}\r\n" if in_reply_to else ""
-    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
-            f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{irt}{extra}Content-Type: text/plain; charset=utf-8\r\n"
-            f"\r\n{body}")
-
-
-def ingest_json(b: Bridge, message: str) -> dict:
-    return json.loads(b.run("ingest", "-", "--json", stdin=message).stdout)
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import ingest_json
+from tests.helpers.messages import dsn, reply
+from tests.helpers.ports import closed_port
+from tests.helpers.setup_steps import add_alias, only_entry
 
 
 def queue_one(b: Bridge, to: str = "cand@example.org") -> dict:
@@ -79,22 +71,6 @@ def test_unassigned_triage_assign_dismiss_restore(bridge: Bridge, tmp_path: Path
     assert bridge.json("messages", "list", "--employee", "9999")[0]["id"] == got[2]["id"]
 
 
-def dsn(original_mid: str, recipient: str, action: str = "failed", status: str = "5.1.1",
-        diag: str = "550 5.1.1 <cand@example.org>: Recipient address rejected: User unknown") -> str:
-    return ("From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n"
-            "To: jobs+1042@example.test\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-            "Message-ID: <dsn-" + status + "@mx.example.org>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-            "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
-            "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
-            "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
-            f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
-            f"Diagnostic-Code: smtp; {diag}\r\n\r\n"
-            "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-            f"From: jobs+1042@example.test\r\nTo: {recipient}\r\nSubject: Interview\r\nMessage-ID: {original_mid}\r\n"
-            "\r\n--B--\r\n")
-
-
 def mark_sent(b: Bridge) -> None:
     with Session(b.engine()) as s:
         m = s.exec(select(OutboundMessage)).one()
@@ -142,7 +118,7 @@ def test_auto_reply_routes_like_a_reply_and_is_flagged_as_automatic(lite_bridge:
 
 def test_stored_but_not_routed_is_finished_by_the_worker(bridge: Bridge) -> None:
     raw = reply("crash@example.org", "cand@example.org", "jobs+1042@example.test").encode()
-    stored = pipeline.store(bridge.engine(), pipeline.Incoming(raw, "pipe"))  # the process dies here
+    stored = raw_store.store(bridge.engine(), raw_store.Incoming(raw, "pipe"))  # the process dies here
     assert bridge.json("messages", "list") == []  # not routed yet: not listed
     bridge.run("worker", "--once")
     [m] = bridge.json("messages", "list")
@@ -194,7 +170,7 @@ def test_two_routers_racing_route_once_and_forward_once(bridge: Bridge) -> None:
     import threading
 
     raw = reply("race@example.org", "cand@example.org", "jobs+1042@example.test").encode()
-    stored = pipeline.store(bridge.engine(), pipeline.Incoming(raw, "pipe"))
+    stored = raw_store.store(bridge.engine(), raw_store.Incoming(raw, "pipe"))
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 

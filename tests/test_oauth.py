@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge.accounts.oauth import flows
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
 from tests.servers.dovecot import Dovecot
 from tests.servers.oauth import SCOPE, OAuthServer
 from tests.servers.smtp_peers import SmtpPeer
@@ -197,7 +197,8 @@ def test_oauthbearer_answer_is_taken_by_a_server(oauth_server: OAuthServer, peer
 
 def test_poller_reads_the_catch_all_with_tokens_only(lite_bridge: Bridge, oauth_server: OAuthServer,
                                                       oauth_dovecot: Dovecot) -> None:
-    from tests.test_imap_poller import candidate, deliver
+    from tests.helpers.inbound import deliver
+    from tests.helpers.messages import candidate
 
     _client(lite_bridge, oauth_server)
     lite_bridge.run("imap", "add", "catchall", "--host", "localhost", "--port", str(oauth_dovecot.ssl_port),

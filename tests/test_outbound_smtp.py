@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,54 +16,11 @@ from sqlmodel import Session, select
 
 from bridge.outbound import claims, sender
 from models import OutboundMessage
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.ports import closed_port
+from tests.helpers.setup_steps import PASSWORD, add_account, add_alias, only_entry, send
 from tests.servers.certs import CertPair
 from tests.servers.smtp_peers import SmtpPeer
-
-PASSWORD = "s3cret-Pa55word!"
-
-
-def add_account(b: Bridge, peer_host: str, peer_port: int, monkeypatch: pytest.MonkeyPatch, *,
-                security: str = "none", user: str | None = None, ca: CertPair | None = None,
-                timeout: float = 5, name: str = "main", default: bool = False) -> None:
-    args = ["smtp", "add", name, "--host", peer_host, "--port", str(peer_port), "--security", security,
-            "--timeout", str(timeout)]
-    if user:
-        monkeypatch.setenv("RB_SMTP_PW", PASSWORD)
-        args += ["--username", user, "--password-env", "RB_SMTP_PW"]
-    if ca:
-        args += ["--ca-file", str(ca.cafile)]
-    if default:
-        args.append("--default")
-    b.run(*args)
-
-
-def add_alias(b: Bridge, smtp: str | None = "main", delay_ms: int = 0, imap: str | None = None) -> None:
-    args = ["alias", "add", "--employee", "1042", "--description", "Ana jobs", "--display-name", "Ana Ruiz",
-            "--from", "ana@example.test", "--delay-ms", str(delay_ms)]
-    if smtp:
-        args += ["--smtp", smtp]
-    if imap:
-        args += ["--imap", imap]
-    b.run(*args)
-
-
-def send(b: Bridge, to: str = "cand@example.org", subject: str = "Interview", body: str = "Hello") -> int:
-    return int(b.run("send", "--employee", "1042", "--to", to, "--subject", subject, "--body", body).stdout)
-
-
-def only_entry(b: Bridge) -> dict:
-    entries = b.json("log")
-    assert isinstance(entries, list) and len(entries) == 1
-    return entries[0]
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_send_from_numbered_address_with_starttls_and_auth(bridge: Bridge, smtp_peer, tls_cert: CertPair,

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _bridge
+from tests.helpers.bridge import make_bridge
+from tests.helpers.messages import reply
+from tests.helpers.ports import free_port
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
 from tests.servers.smtp_peers import SmtpPeer
-from tests.test_ingest import reply
-from tests.test_smtp_receiver import free_port
 
 EXE = shutil.which("replybridge", path=str(Path(sys.executable).parent)) or shutil.which("replybridge")
 Run = Callable[..., str]
@@ -92,7 +92,7 @@ def test_serve_sends_in_the_background_and_stops_on_sigterm(tmp_path: Path, smtp
     env = environment(dovecot)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    bridge = _bridge(f"sqlite:///{tmp_path}/rb.db", tmp_path, monkeypatch)  # set-up in-process: faster
+    bridge = make_bridge(f"sqlite:///{tmp_path}/rb.db", tmp_path, monkeypatch)  # set-up in-process: faster
     set_up(lambda *args: bridge.run(*args).stdout, peer, dovecot)
     bridge.run("send", "--employee", "1042", "--to", "candidate@example.org", "--subject", "Hi", "--body", "Hello!")
     env = dict(os.environ)

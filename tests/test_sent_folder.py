@@ -1,4 +1,5 @@
-"""The Sent folder copy, against a real Dovecot: exact bytes, \\Seen, once, even across retries."""
+r"""The Sent folder copy, against a real Dovecot: exact bytes, \Seen, once, even across retries.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +10,12 @@ from sqlmodel import Session, select
 
 from bridge.outbound import sender, sent_folder
 from models import OutboundMessage
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.setup_steps import add_account, add_alias, add_imap, only_entry, send
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot, start_dovecot
 from tests.servers.smtp_peers import SmtpPeer
-from tests.test_outbound_smtp import add_account, add_alias, only_entry, send
 
-IMAP_PW_ENV = "RB_IMAP_PW"
 pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
-
-
-def add_imap(b: Bridge, server: Dovecot, monkeypatch: pytest.MonkeyPatch, *, name: str = "mailbox",
-             security: str = "starttls", password: str | None = None, sent_folder_name: str | None = None,
-             poll_folder: str | None = None) -> None:
-    monkeypatch.setenv(IMAP_PW_ENV, password or server.password)
-    port = server.ssl_port if security == "ssl" else server.port
-    args = ["imap", "add", name, "--host", "localhost", "--port", str(port), "--security", security,
-            "--username", server.user, "--password-env", IMAP_PW_ENV, "--ca-file", str(server.cafile),
-            "--timeout", "5"]
-    if sent_folder_name:
-        args += ["--sent-folder", sent_folder_name]
-    if poll_folder:
-        args += ["--poll-folder", poll_folder]
-    b.run(*args)
 
 
 def linked_sender(b: Bridge, smtp_peer, server: Dovecot, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 from models import db
-from tests.conftest import Bridge, _bridge
-from tests.test_outbound_smtp import add_alias, send
+from tests.helpers.bridge import Bridge, make_bridge
+from tests.helpers.setup_steps import add_alias, send
 
 
 def test_migrations_match_the_models(bridge: Bridge) -> None:
@@ -32,7 +32,7 @@ def test_head_constant_is_the_newest_migration(lite_bridge: Bridge) -> None:
 
 
 def test_init_is_idempotent_and_commands_need_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b = _bridge(f"sqlite:///{tmp_path}/new.db", tmp_path, monkeypatch)
+    b = make_bridge(f"sqlite:///{tmp_path}/new.db", tmp_path, monkeypatch)
     result = b.run("employee", "list", ok=False)
     assert result.exit_code == 1 and "replybridge init" in result.stderr
     b.run("init")
@@ -42,7 +42,7 @@ def test_init_is_idempotent_and_commands_need_it(tmp_path: Path, monkeypatch: py
 
 
 def test_key_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b = _bridge(f"sqlite:///{tmp_path}/db/rb.db", tmp_path, monkeypatch)
+    b = make_bridge(f"sqlite:///{tmp_path}/db/rb.db", tmp_path, monkeypatch)
     monkeypatch.delenv("REPLYBRIDGE_SECRET_KEY")
     (tmp_path / "db").mkdir()
     b.run("init")

@@ -13,8 +13,8 @@ from bridge import crypto
 from bridge.accounts import imap_servers, servers, smtp_accounts
 from bridge.errors import FieldError, InputError
 from bridge.net.setup_hints import allow_list_hint, app_password, split_host_port, wrong_protocol
-from tests.conftest import Bridge
-from tests.test_outbound_smtp import add_alias
+from tests.helpers.bridge import Bridge
+from tests.helpers.setup_steps import add_alias
 
 SPACED = "abcd efgh ijkl mnop"
 

@@ -1,31 +1,24 @@
-"""The SMTP receiver with real clients (smtplib, swaks): 250 only after commit, never an open relay."""
+"""The SMTP receiver with real clients (smtplib, swaks): 250 only after commit, never an open relay.
+"""
 
 from __future__ import annotations
 
 import shutil
 import smtplib
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, text
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from models import InboundMessage
-from tests.conftest import Bridge
-from tests.test_ingest import reply
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import routed
+from tests.helpers.messages import reply
+from tests.helpers.ports import free_port
 
 
 @pytest.fixture
@@ -42,20 +35,6 @@ def lite_receiver(lite_bridge: Bridge) -> Iterator[Receiver]:
     r.start()
     yield r
     r.stop()
-
-
-def routed(b: Bridge, count: int, timeout: float = 10.0) -> list[dict]:
-    """The routed messages once `count` of them are routed (routing runs after the 250)."""
-    deadline = time.monotonic() + timeout
-    done = 0
-    while time.monotonic() < deadline:
-        with Session(b.engine()) as s:
-            done = s.exec(select(func.count()).select_from(InboundMessage)
-                          .where(InboundMessage.routed_at.is_not(None))).one()
-        if done >= count:
-            return b.json("messages", "list", "--limit", str(max(count, 200)))
-        time.sleep(0.05)
-    raise AssertionError(f"{count} routed messages expected within {timeout:g} s, {done} routed")
 
 
 def test_reply_over_smtp_is_stored_exactly_and_routed(bridge: Bridge, receiver: Receiver) -> None:

@@ -12,8 +12,8 @@ from bridge.inbound.suggestion_lookups import suggest_for
 from models import InboundMessage
 from models.db import session_scope
 from routing.suggest import Found, Suggestion, is_free_mail, rank, subject_keys, subject_lookups, telling_domain
-from tests.conftest import Bridge
-from tests.test_ingest import reply
+from tests.helpers.bridge import Bridge
+from tests.helpers.messages import reply
 
 DAY = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 

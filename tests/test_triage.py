@@ -7,8 +7,9 @@ from sqlmodel import Session
 
 from bridge.errors import InputError
 from bridge.inbound import triage
-from tests.conftest import Bridge
-from tests.test_ingest import ingest_json, reply
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import ingest_json
+from tests.helpers.messages import reply
 
 
 def test_second_of_two_racing_assignments_is_refused(bridge: Bridge) -> None:

@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from bridge.ops.webhooks import subscriptions
+from tests.helpers.messages import reply
+from tests.helpers.webhook_receiver import Receiver
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
 from tests.servers.smtp_peers import SmtpPeer
 from tests.servers.web import Served, sign_in
-from tests.test_ingest import reply
-from tests.test_webhooks import Receiver
 
 SMTP_PASSWORD = "smtp-secret-acceptance"
 

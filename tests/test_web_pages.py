@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import smtplib
 
+from tests.helpers.messages import reply
 from tests.servers.web import Served, add_user, screenshot, sign_in
-from tests.test_ingest import reply
 
 
 def _log(web: Served) -> list[dict]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.helpers.messages import reply
 from tests.servers.web import Served, screenshot, sign_in, signed_in_client
-from tests.test_ingest import reply
 
 
 def _ingest(web: Served, tmp_path: Path, messages: list[tuple[str, str, str]], to: str = "jobs@example.test") -> list:

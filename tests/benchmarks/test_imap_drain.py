@@ -25,9 +25,11 @@ from sqlmodel import Session
 from bridge.inbound import pipeline
 from bridge.inbound.imap.one_pass import poll_once
 from models import ImapFolderState, InboundMessage
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import deliver
+from tests.helpers.messages import candidate
+from tests.helpers.setup_steps import add_poller
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
-from tests.test_imap_poller import add_poller, candidate, deliver
 
 pytestmark = pytest.mark.skipif(not DOVECOT_BINARY.exists(), reason=f"Dovecot is not installed ({DOVECOT_BINARY})")
 N, BATCH, ROUTED_SAMPLE = 10_000, 100, 300

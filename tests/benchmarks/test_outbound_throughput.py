@@ -20,8 +20,8 @@ import pytest
 from sqlmodel import Session
 
 from bridge.outbound import queue, sender
-from tests.conftest import Bridge
-from tests.test_outbound_smtp import add_account, add_alias
+from tests.helpers.bridge import Bridge
+from tests.helpers.setup_steps import add_account, add_alias
 
 N = 200
 GOAL_DURABLE, GOAL_WIRE = 15.0, 20.0

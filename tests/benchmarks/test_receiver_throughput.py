@@ -20,8 +20,9 @@ from aiosmtpd.controller import Controller
 
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
-from tests.conftest import Bridge
-from tests.test_smtp_receiver import free_port, routed
+from tests.helpers.bridge import Bridge
+from tests.helpers.inbound import routed
+from tests.helpers.ports import free_port
 
 SESSIONS, PER_SESSION = 10, 50
 GOAL_RATIO = 8.0

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from bridge.web.app import create_app
 from bridge.web.inbox import Cursor
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage
-from tests.conftest import Bridge
+from tests.helpers.bridge import Bridge
 from tests.servers.web import PASSWORD
 
 pytestmark = pytest.mark.benchmark

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from tests.conftest import Bridge
+    from tests.helpers.bridge import Bridge
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
