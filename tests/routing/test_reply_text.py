@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from routing.reply_text import MAX_LINE, extract_reply, html_to_text
+from tests.helpers.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 REPLY_CATEGORIES = ("reply_with_quote", "reply_body_only", "reply_html_fragment")
 
 # --- unit cases ---------------------------------------------------------------------------------
