@@ -8,6 +8,7 @@ one bad pass.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import threading
 import time
@@ -43,17 +44,13 @@ from bridge.net.connections import StageError, logout_quietly, open_imap
 from bridge.ops.error_reports import records
 from models import ImapServer
 
-IDLE_SLICE_S = 1.0  # idle_check() in slices this long, so `stop` is honoured within about a second
-
 log = logging.getLogger(__name__)
 
-
-IDLE_TIMEOUT_S = 29 * 60 - 60  # RFC 2177: servers may drop an IDLE after 30 minutes; re-issue before 29
-
-
+IDLE_SLICE_S = 1.0  # idle_check() in slices this long, so `stop` is honoured within about a second
+# Each IDLE ends after this long and the folder is looked at again: a change the server announced in a
+# way we missed waits no longer than this (RFC 2177 would allow 29 minutes).
+IDLE_TIMEOUT_S = 30.0
 BACKOFF_INITIAL_S, BACKOFF_MAX_S = 1.0, 300.0
-
-
 
 
 class Watcher:
@@ -145,7 +142,9 @@ class Watcher:
     def _idle(self) -> None:
         """Wait in IDLE until new mail, `stop`, or the re-issue time; renew the lease meanwhile."""
         client = self.client
-        client.idle()
+        if enter_idle(client):  # the server had news as IDLE began: look at the folder again now
+            client.idle_done()
+            return
         started = renewed = time.monotonic()
         quick_empty = 0
         lease_lost = False
@@ -194,3 +193,35 @@ def watch(engine: Engine, server_id: int, owner: str, stop: threading.Event, pol
         raise ValueError("batch_size must be at least 1")
     Watcher(engine, server_id, owner, stop, poll_interval, idle_timeout, batch_size, after,
              (backoff_initial, backoff_max)).run()
+
+
+def enter_idle(client: IMAPClient) -> bool:
+    """Start IDLE; True when the server already had news as it began.
+
+    A server may send an untagged EXISTS before its `+ idling` continuation (imapclient's `idle()` then
+    raises), or right after it in the same packet: imaplib then holds that line in its read buffer, where
+    polling the socket (idle_check) cannot see it, and the message would wait for the next change.
+    """
+    imap = client._imap  # noqa: SLF001 - imapclient's idle() would raise on a line before the continuation
+    tag = client._idle_tag = imap._command("IDLE")  # noqa: SLF001 - as imapclient's own idle() does
+    news = False
+    while imap._get_response() is not None:  # noqa: SLF001 - a line before the continuation
+        if imap.tagged_commands.get(tag):  # the server answered IDLE itself: refused
+            typ, data = imap.tagged_commands.pop(tag)
+            raise imaplib.IMAP4.error(f"IDLE refused: {typ} {data!r}")
+        news = True  # an untagged update: imaplib files it aside (pop_new_mail reads it)
+    return news or pop_new_mail(client) or _buffered(client)
+
+
+def _buffered(client: IMAPClient) -> bool:
+    """Has imaplib read more than the continuation? Buffered bytes come back from peek() without a read;
+    with the socket non-blocking, an empty buffer costs nothing either."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return bool(client._imap.file.peek(1))  # noqa: SLF001 - the reader imaplib buffers lines in
+    except OSError:  # nothing buffered and nothing on the socket (SSL says so by raising)
+        return False
+    finally:
+        sock.settimeout(timeout)

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import func, text, update
 from sqlmodel import Session, select
 
 from bridge.inbound.imap import folder_state as folder_states
 from bridge.inbound.imap import one_pass
+from bridge.inbound.imap import watch as watch_module
 from bridge.inbound.imap.one_pass import PollReport, poll_once
 from bridge.inbound.imap.watch import watch
 from models import ImapFolderState, ImapServer, InboundMessage
@@ -253,6 +255,34 @@ def test_watch_waits_in_idle_and_stops_promptly(lite_bridge: Bridge, dovecot: Do
     assert not thread.is_alive() and took < 2, f"the watcher took {took:.2f} s to stop"
     state = folder_state(lite_bridge)
     assert state.lease_owner is None, f"lease not released on stop: {state}"
+
+
+def test_watch_sees_mail_announced_as_idle_begins(lite_bridge: Bridge, dovecot: Dovecot,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact window: a message delivered after the NOOP and before IDLE. Dovecot announces it as IDLE
+    begins, in the packet of its `+ idling` (imaplib then holds the EXISTS in its buffer) or before it;
+    either way it is stored at once, not after the next change or re-issue (set far away here)."""
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch)
+    pending = [candidate(n) for n in range(3)]
+    noop = watch_module.news_since_pass
+
+    def noop_then_deliver(client: IMAPClient) -> bool:
+        news = noop(client)
+        if pending:
+            deliver(dovecot, [pending.pop(0)])
+        return news
+
+    monkeypatch.setattr(watch_module, "news_since_pass", noop_then_deliver)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(lite_bridge.engine(), server_id, "watcher", stop),
+                              kwargs={"poll_interval": 60, "idle_timeout": 600})
+    thread.start()
+    try:  # each message is delivered in the window before the next IDLE, so all three come in a row
+        wait_for(lambda: stored_count(lite_bridge) == (3, 3), 3, "three messages each delivered as IDLE began")
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
 
 
 def test_watch_falls_back_to_polling_without_idle(lite_bridge: Bridge, tmp_path: Path,
