@@ -27,3 +27,16 @@ def check_address(value: str, field: str) -> str:
     if not addr or not _ADDR.match(addr) or addr != value.strip():
         raise InputError(f"{field} {value!r} is not an e-mail address (expected name@domain)")
     return addr
+
+
+def storable(text: str | None) -> str | None:
+    """Text every database takes: bytes that were not UTF-8 (kept as lone surrogates when decoded with
+    surrogateescape) become \\xNN escapes and NUL, which PostgreSQL refuses in text, becomes U+FFFD. Only for
+    fields read from a message or an envelope: the raw message keeps its exact bytes."""
+    if text is None:
+        return None
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte (from a broken encoded-word)
+        data = text.encode("utf-8", "surrogatepass")
+    return data.decode("utf-8", "backslashreplace").replace("\x00", "\ufffd")

@@ -238,6 +238,10 @@ class InboundMessage(SQLModel, table=True):
     delivery_attempts: int = 0
     delivery_next_at: dt.datetime | None = None
     delivery_error: str | None = None
+    # routing that failed (the database, or the message itself): retried with backoff, then Unassigned
+    route_attempts: int = 0
+    route_next_at: dt.datetime | None = None
+    route_error: str | None = None
 
 
 class ImapFolderState(SQLModel, table=True):

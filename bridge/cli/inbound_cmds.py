@@ -14,6 +14,7 @@ from bridge.cli.common import db, emit_json, engine, safe_url
 from bridge.errors import ConfigError, InputError
 from bridge.inbound import pipeline, raw_store, triage
 from bridge.inbound.parse import dedup_key
+from bridge.inbound.raw_store import MAX_MESSAGE_BYTES
 from models import Employee, InboundMessage, utcnow
 from models.db import session_scope
 
@@ -24,9 +25,16 @@ def _read_inputs(files: tuple[str, ...]) -> list[tuple[str, bytes]]:
     inputs = []
     for name in files or ("-",):
         try:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            if name == "-":
+                raw = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
+            else:
+                with Path(name).open("rb") as f:
+                    raw = f.read(MAX_MESSAGE_BYTES + 1)
         except OSError as err:
             raise InputError(f"cannot read {name}: {err.strerror}") from None
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise InputError(f"{'standard input' if name == '-' else name} is larger than {MAX_MESSAGE_BYTES:,} bytes "
+                             "(25 MiB), the most any source takes; nothing was stored")
         if not raw.strip():
             raise InputError(f"{'standard input' if name == '-' else name} holds no message")
         inputs.append((name, raw))
@@ -81,11 +89,8 @@ def ingest(files: tuple[str, ...], as_json: bool, dry_run: bool, explain: bool) 
         sys.exit(EX_TEMPFAIL)
     shown = []
     for item in stored:
-        try:
-            pipeline.process(eng, item.id)
-        except Exception as err:  # noqa: BLE001 - stored is safe; the worker routes it later
-            click.echo(f"warning: message {item.id} is stored but routing failed ({type(err).__name__}); "
-                       "the worker retries", err=True)
+        if pipeline.route_stored(eng, item.id) is None:  # stored is safe; the worker tries again
+            click.echo(f"warning: message {item.id} is stored but routing failed; the worker tries again", err=True)
         with db() as session:
             row = triage.get_inbound(session, item.id)
             shown.append({**json_views.inbound_json(session, row), "duplicate": item.duplicate})

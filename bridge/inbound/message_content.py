@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import nh3
 
 from bridge.errors import NotFound
-from bridge.inbound.parse import decode
+from bridge.inbound.parse import decode, too_complex
 from routing.reply_text import extract_reply, html_to_text
 
 __all__ = ["Attachment", "Headers", "MessageContent", "attachment", "content_of", "headers_of", "is_html_like",
@@ -98,7 +98,20 @@ class Headers:
 
 
 def content_of(raw: bytes, *, images: bool = False, cid_url: Callable[[int], str] | None = None) -> MessageContent:
-    """Everything a reader sees of a message; never raises on malformed MIME."""
+    """Everything a reader sees of a message; never raises on malformed MIME. A message too complex to read
+    (bridge.inbound.parse.too_complex) is shown as a notice at once rather than parsed on every view."""
+    why = too_complex(raw)
+    if why is None:
+        try:
+            return _content(raw, images, cid_url)
+        except RecursionError:
+            why = "its MIME structure is nested too deep"
+    notice = f"This message is not shown: {why}. It is kept exactly as received (Raw source)."
+    return MessageContent(reply_text=notice, quoted="", body_text=notice, body_html=None, has_remote_images=False,
+                          attachments=[])
+
+
+def _content(raw: bytes, images: bool, cid_url: Callable[[int], str] | None) -> MessageContent:
     msg = _parse(raw)
     texts: list[str] = []
     htmls: list[str] = []
@@ -123,6 +136,8 @@ def content_of(raw: bytes, *, images: bool = False, cid_url: Callable[[int], str
 
 def attachment(raw: bytes, index: int) -> tuple[Attachment, bytes]:
     """One attachment (as `content_of` numbers them) and its decoded bytes; NotFound for a wrong index."""
+    if too_complex(raw) is not None:
+        raise NotFound(f"no attachment {index} in this message (it is too complex to read)")
     msg = _parse(raw)
     count = 0
     for part, is_body in _leaves(msg):

@@ -1,7 +1,10 @@
 """Reading a raw message: headers with the standard library, bodies with mail-parser.
 
 Nothing here may raise on hostile or broken input: what cannot be read is left empty and the
-reason kept in `error`, so the message is still routed on what could be read.
+reason kept in `error`, so the message is still routed on what could be read. A message whose MIME
+structure is beyond MAX_MULTIPARTS sections or MAX_PARTS parts (counted on the raw bytes, before any
+parse) is read from its headers alone: a thousand nested multiparts make the standard library's parser
+recurse past Python's limit, and 200,000 empty parts cost seconds on every read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from routing.router import Headers
 
 _MSG_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 MAX_BODY_CHARS = 2_000_000
+MAX_MULTIPARTS = 50  # multipart sections: bounds the nesting depth too
+MAX_PARTS = 1000
+_BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Parsed:
     text: str | None
     html: str | None
     error: str | None
+    unreadable: str | None = None  # why only the headers were read (then `error` says so too)
 
 
 def decode(value: object) -> str:
@@ -45,6 +52,35 @@ def decode(value: object) -> str:
     with contextlib.suppress(Exception):  # a broken encoded-word stays as it is
         text = str(make_header(decode_header(text)))
     return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+
+
+# Headers holding addresses: their addr-specs are read from the raw value, before any display name is decoded,
+# so an encoded-word cannot smuggle an address in (`=?utf-8?b?...?=` decoding to "dave@cand.example.org,").
+ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc", "delivered-to", "x-original-to",
+                             "x-delivered-to", "envelope-to", "x-forwarded-to", "return-path", "resent-from",
+                             "resent-to", "resent-sender"})
+
+
+def address_header(value: object) -> str:
+    """An address header as text: each mailbox of the raw value (what mail clients show and DMARC checks)
+    with its display name decoded and quoted, so decoding cannot add, hide or change an address."""
+    mailboxes = []
+    for name, addr in getaddresses([str(value)]):
+        name = decode(name) if name else ""
+        if name:
+            mailboxes.append(f'"{_quoted(name)}" <{addr}>' if addr else f'"{_quoted(name)}"')
+        elif addr:
+            mailboxes.append(addr)
+    return ", ".join(mailboxes)
+
+
+def _quoted(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def header_text(name: str, value: object) -> str:
+    """A header value as text: address headers by `address_header`, others with encoded-words decoded."""
+    return address_header(value) if name in ADDRESS_HEADERS else decode(value)
 
 
 def message_id_of(value: str | None) -> str | None:
@@ -78,13 +114,57 @@ def _bodies_stdlib(msg: Message) -> tuple[str | None, str | None]:
     return text, html
 
 
-def parse(raw: bytes) -> Parsed:
-    errors: list[str] = []
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    items = tuple((str(k).lower(), decode(v)) for k, v in msg.items())
+def too_complex(raw: bytes) -> str | None:
+    """Why the message is too complex to read in full, or None. Counts boundary parameters and delimiter
+    lines: upper bounds of the sections and parts, found without parsing anything."""
+    sections = len(_BOUNDARY.findall(raw))
+    if sections > MAX_MULTIPARTS:
+        return f"{sections:,} multipart sections, nested or not (at most {MAX_MULTIPARTS} are read)"
+    parts = raw.count(b"\n--")
+    if parts > MAX_PARTS:
+        return f"{parts:,} MIME parts (at most {MAX_PARTS:,} are read)"
+    return None
+
+
+def headers_only(raw: bytes, why: str) -> Parsed:
+    """The message read from its header block alone (the body is not parsed), with the reason."""
+    try:
+        msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        msg.set_payload("")
+        items = tuple((str(k).lower(), header_text(str(k).lower(), v)) for k, v in msg.items())
+    except Exception as err:  # noqa: BLE001 - not even the headers: route on nothing, keep the reason
+        msg, items = Message(), ()
+        why = f"{why}; headers unreadable too ({type(err).__name__})"
     headers = Headers(items)
+    from_name, from_addr = _sender(headers)
+    return Parsed(msg, headers, message_id_of(headers.first("message-id")), from_addr, from_name,
+                  headers.first("subject"), None, None, f"could not be read in full: {why}", why)
+
+
+def _sender(headers: Headers) -> tuple[str | None, str | None]:
     found = getaddresses([headers.first("from") or ""])
     from_name, from_addr = (found[0][0] or None, found[0][1].lower() or None) if found else (None, None)
+    return from_name, from_addr if from_addr and "@" in from_addr else None
+
+
+def parse(raw: bytes) -> Parsed:
+    why = too_complex(raw)
+    if why is not None:
+        return headers_only(raw, why)
+    try:
+        return _parse(raw)
+    except RecursionError:
+        return headers_only(raw, "its MIME structure is nested too deep")
+    except Exception as err:  # noqa: BLE001 - whatever the parser trips on, the headers still route it
+        return headers_only(raw, f"{type(err).__name__} while parsing")
+
+
+def _parse(raw: bytes) -> Parsed:
+    errors: list[str] = []
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    items = tuple((str(k).lower(), header_text(str(k).lower(), v)) for k, v in msg.items())
+    headers = Headers(items)
+    from_name, from_addr = _sender(headers)
     try:
         mail = mailparser.parse_from_bytes(raw)
         text = "\n".join(mail.text_plain) or None
@@ -98,6 +178,6 @@ def parse(raw: bytes) -> Parsed:
             text = html = None
     if msg.defects:
         errors.append("MIME defects: " + ", ".join(sorted({type(d).__name__ for d in msg.defects})))
-    return Parsed(msg, headers, message_id_of(headers.first("message-id")), from_addr if from_addr and "@" in from_addr
-                  else None, from_name, headers.first("subject"), text[:MAX_BODY_CHARS] if text else None,
+    return Parsed(msg, headers, message_id_of(headers.first("message-id")), from_addr, from_name,
+                  headers.first("subject"), text[:MAX_BODY_CHARS] if text else None,
                   html[:MAX_BODY_CHARS] if html else None, "; ".join(errors) or None)

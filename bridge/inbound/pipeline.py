@@ -9,20 +9,23 @@ runs the steps after routing (bridge.inbound.after_routing); a racing router fin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from bridge import candidates, crypto, portal
 from bridge.inbound import after_routing
 from bridge.inbound.after_routing.context import Routed
 from bridge.inbound.directory import DatabaseDirectory
-from bridge.inbound.parse import Parsed, parse
+from bridge.inbound.parse import Parsed, headers_only, parse
 from bridge.inbound.raw_store import Incoming, store
+from bridge.input_checks import storable
 from models import Employee, InboundMessage, utcnow
 from models.db import session_scope
 from routing.classify import Classification, classify
@@ -30,6 +33,8 @@ from routing.reply_text import extract_reply
 from routing.router import Decision, Envelope, is_probe, route
 
 log = logging.getLogger(__name__)
+ROUTE_ATTEMPTS = 5
+ROUTE_BACKOFF = (dt.timedelta(seconds=10), dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=30))
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ def decide(session: Session, row: InboundMessage, settings: portal.PortalSetting
     settings = settings or portal.load(session)
     decision = route(parsed.headers, envelope, classification, DatabaseDirectory(session), settings.numbered(),
                      crypto.signing_key("message-id"))
+    if parsed.unreadable is not None and decision.route != "bounce":  # a person looks before anyone gets it
+        decision = Decision("unassigned", "unreadable", f"could not be read in full: {parsed.unreadable}; "
+                            f"its headers alone say: {decision.reason}")
     return Outcome(parsed, classification, decision)
 
 
@@ -62,9 +70,7 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         if row.routed_at is not None:
             return row
         settings = portal.load(session)
-        outcome = decide(session, row, settings)
-        reply_text = extract_reply(outcome.parsed.text, outcome.parsed.html)
-        probe = is_probe(outcome.parsed.headers, crypto.signing_key("message-id"))
+        outcome, reply_text, probe = _read(session, row, settings)
     with session_scope(engine) as session:
         claimed = session.exec(update(InboundMessage).where(InboundMessage.id == inbound_id,
                                                             InboundMessage.routed_at.is_(None))
@@ -79,16 +85,49 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         return row
 
 
+def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings) -> tuple[Outcome, str | None, bool]:
+    """The outcome, the reply text and whether it is our probe. A message that cannot be read or routed goes
+    to Unassigned with the reason; a database failure raises (the message is tried again)."""
+    try:
+        outcome = decide(session, row, settings)
+        reply_text = extract_reply(outcome.parsed.text, outcome.parsed.html)
+        return outcome, reply_text, is_probe(outcome.parsed.headers, crypto.signing_key("message-id"))
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the message itself: never retried, never blocking the others
+        log.warning("inbound message %s could not be read: %s", row.id, type(exc).__name__)
+        return unreadable(row.raw, _why(exc)), None, False
+
+
+def unreadable(raw: bytes, why: str, reason: str | None = None) -> Outcome:
+    """The outcome for a message that could not be read or routed: Unassigned, with the reason."""
+    parsed = headers_only(raw, why)
+    return Outcome(parsed, Classification("reply", "not classified: the message could not be read"),
+                   Decision("unassigned", "unreadable", reason or f"could not be read: {why}"))
+
+
+def _why(exc: BaseException) -> str:
+    """A failure in words for the message's reason: the kind, and the database's first line (no statement)."""
+    if isinstance(exc, RecursionError):
+        return "its structure is nested too deep"
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0][:200]
+    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+
+
 def _apply(session: Session, row: InboundMessage, outcome: Outcome) -> None:
-    """Write the decision onto the stored row (inside the claiming transaction)."""
+    """Write the decision onto the stored row (inside the claiming transaction); text the database would
+    refuse (NUL, bytes that are not UTF-8) is stored escaped, the raw bytes stay exact."""
     parsed, decision = outcome.parsed, outcome.decision
-    row.from_addr, row.from_name, row.subject = parsed.from_addr, parsed.from_name, parsed.subject
-    row.in_reply_to = parsed.headers.first("in-reply-to")
-    row.references = " ".join(parsed.headers.all("references")) or None
-    row.parse_error = parsed.error
+    row.from_addr, row.from_name = storable(parsed.from_addr), storable(parsed.from_name)
+    row.subject = storable(parsed.subject)
+    row.in_reply_to = storable(parsed.headers.first("in-reply-to"))
+    row.references = storable(" ".join(parsed.headers.all("references")) or None)
+    row.parse_error = storable(parsed.error)
+    row.reply_text = storable(row.reply_text)
     row.kind = outcome.classification.kind
-    row.route, row.rule, row.reason = decision.route, decision.rule, decision.reason
-    row.flagged, row.flag_reason = decision.flagged, decision.flag_reason
+    row.route, row.rule, row.reason = decision.route, decision.rule, storable(decision.reason)
+    row.flagged, row.flag_reason = decision.flagged, storable(decision.flag_reason)
     row.conversation_id = decision.conversation_id
     if decision.employee_number is not None:
         employee = session.exec(select(Employee).where(Employee.number == decision.employee_number)).one()
@@ -108,14 +147,63 @@ def ingest(engine: Engine, item: Incoming) -> tuple[InboundMessage, bool]:
     return process(engine, stored.id), stored.duplicate
 
 
+def route_stored(engine: Engine, inbound_id: int) -> InboundMessage | None:
+    """`process`, never raising: a failure is counted on the message and tried again later (`finish_unrouted`),
+    so one message never stops the others."""
+    try:
+        return process(engine, inbound_id)
+    except Exception as exc:  # noqa: BLE001 - counted, backed off, and after ROUTE_ATTEMPTS routed to Unassigned
+        log.warning("routing inbound message %s failed (%s); it stays stored and is tried again",
+                    inbound_id, type(exc).__name__)
+        _failed(engine, inbound_id, _why(exc))
+        return None
+
+
 def finish_unrouted(engine: Engine, limit: int = 500) -> int:
-    """Route messages stored but never routed (a crash between the steps)."""
+    """Route messages stored but not routed (after a crash, or a failure now due again); returns how many."""
+    now = utcnow()
     with session_scope(engine) as session:
-        ids = session.exec(select(InboundMessage.id).where(InboundMessage.routed_at.is_(None))
-                           .order_by(InboundMessage.id).limit(limit)).all()
+        ids = session.exec(select(InboundMessage.id).where(
+            InboundMessage.routed_at.is_(None),
+            or_(InboundMessage.route_next_at.is_(None), InboundMessage.route_next_at <= now))
+            .order_by(InboundMessage.id).limit(limit)).all()
     for inbound_id in ids:
-        try:
-            process(engine, inbound_id)
-        except Exception:  # noqa: BLE001 - one bad message must not stop the others; it stays stored
-            log.exception("routing stored message %s failed; it stays stored and is retried", inbound_id)
+        route_stored(engine, inbound_id)
     return len(ids)
+
+
+def _failed(engine: Engine, inbound_id: int, why: str) -> None:
+    """Count a failed routing and back off; after ROUTE_ATTEMPTS route the message to Unassigned with the
+    reason. The count is committed on its own, so a message that fails every time still reaches its limit."""
+    try:
+        with session_scope(engine) as session:
+            row = session.get(InboundMessage, inbound_id)
+            if row is None or row.routed_at is not None:
+                return
+            row.route_attempts += 1
+            row.route_error = storable(why)
+            row.route_next_at = utcnow() + ROUTE_BACKOFF[min(row.route_attempts, len(ROUTE_BACKOFF)) - 1]
+            attempts = row.route_attempts
+        if attempts >= ROUTE_ATTEMPTS:
+            _give_up(engine, inbound_id, f"could not be routed: failed {attempts} times ({why})")
+    except Exception:  # noqa: BLE001 - the database itself fails: the message waits, unrouted, for the next pass
+        log.warning("could not record the failed routing of inbound message %s", inbound_id, exc_info=True)
+
+
+def _give_up(engine: Engine, inbound_id: int, reason: str) -> None:
+    """Unassigned with the reason, without the steps after routing (those may be what fails); if even
+    reading its headers fails, with the reason alone."""
+    try:
+        with session_scope(engine) as session:
+            row = session.get(InboundMessage, inbound_id)
+            _apply(session, row, unreadable(row.raw, reason, reason))
+            session.add(row)
+        return
+    except SQLAlchemyError:
+        log.warning("inbound message %s: storing what its headers say failed; routing it on the reason alone",
+                    inbound_id)
+    with session_scope(engine) as session:
+        row = session.get(InboundMessage, inbound_id)
+        row.route, row.rule, row.reason, row.kind = "unassigned", "unreadable", storable(reason), "reply"
+        row.triage, row.routed_at = "open", utcnow()
+        session.add(row)

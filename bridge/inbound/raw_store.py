@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bridge.inbound.parse import dedup_key
+from bridge.input_checks import storable
 from models import InboundMessage, utcnow
 from models.db import session_scope
 
@@ -36,6 +37,7 @@ class Stored:
 
 
 STORE_ATTEMPTS = 3
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what every source takes at most (the SMTP receiver announces it as SIZE)
 
 
 def store_many(engine: Engine, items: Iterable[Incoming],
@@ -72,8 +74,8 @@ def _store(engine: Engine, items: list[Incoming], keys: list[tuple[str, str | No
             duplicate.append(key in ids or key in rows)
             if not duplicate[-1]:  # the table's column defaults fill the rest, as for an ORM object
                 rows[key] = {"dedup_key": key, "message_id": mid, "raw": item.raw, "size": len(item.raw),
-                             "source": item.source, "envelope_from": item.envelope_from,
-                             "envelope_to": json.dumps(list(item.envelope_to)), "received_at": now}
+                             "source": item.source, "envelope_from": storable(item.envelope_from),
+                             "envelope_to": json.dumps([storable(a) for a in item.envelope_to]), "received_at": now}
         if rows:
             session.execute(insert(InboundMessage.__table__), list(rows.values()))
             ids.update(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)

@@ -23,10 +23,10 @@ from sqlalchemy.engine import Engine
 
 from bridge import portal
 from bridge.inbound import pipeline, raw_store
+from bridge.inbound.raw_store import MAX_MESSAGE_BYTES
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
-MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 MAX_HEADER_BYTES = 256 * 1024
 DOMAINS_TTL_S = 30.0
 BATCH = 64
@@ -60,14 +60,33 @@ class GroupCommitter:
             try:
                 stored = await loop.run_in_executor(self._writer, raw_store.store_many, self.engine,
                                                     [item for item, _f in batch])
-            except Exception as err:  # noqa: BLE001 - every waiting session answers 451
-                for _item, future in batch:
-                    if not future.done():
-                        future.set_exception(err)
+            except Exception as err:  # noqa: BLE001 - one bad item must not fail its neighbours: one by one
+                if len(batch) == 1:
+                    self._answer(batch, err)
+                    continue
+                for one in batch:
+                    await self._store_alone(one)
             else:
                 for (_item, future), result in zip(batch, stored, strict=True):
                     if not future.done():
                         future.set_result(result)
+
+    async def _store_alone(self, one: tuple[raw_store.Incoming, asyncio.Future[raw_store.Stored]]) -> None:
+        item, future = one
+        try:
+            stored = await asyncio.get_running_loop().run_in_executor(self._writer, raw_store.store_many,
+                                                                      self.engine, [item])
+        except Exception as err:  # noqa: BLE001 - this session answers 451
+            self._answer([one], err)
+        else:
+            if not future.done():
+                future.set_result(stored[0])
+
+    @staticmethod
+    def _answer(batch: list[tuple[raw_store.Incoming, asyncio.Future[raw_store.Stored]]], err: Exception) -> None:
+        for _item, future in batch:
+            if not future.done():
+                future.set_exception(err)
 
     def close(self) -> None:
         if self._task:
@@ -136,10 +155,7 @@ class ReceiverHandler:
         return "451 4.3.0 Temporary failure, try again later"
 
     def _route(self, inbound_id: int) -> None:
-        try:
-            pipeline.process(self.engine, inbound_id)
-        except Exception:  # noqa: BLE001 - the message is stored; the worker routes it later
-            log.exception("routing message %s failed; the worker retries", inbound_id)
+        pipeline.route_stored(self.engine, inbound_id)  # a failure is counted on the message and retried
 
     def close(self) -> None:
         self.committer.close()

@@ -68,17 +68,8 @@ class PollReport:
 
 
 def _route(engine: Engine, stored: list[raw_store.Stored]) -> int:
-    """Route the new messages; a failure is logged, the message stays stored for `finish_unrouted`."""
-    routed = 0
-    for item in stored:
-        if item.duplicate:
-            continue
-        try:
-            pipeline.process(engine, item.id)
-            routed += 1
-        except Exception:  # noqa: BLE001 - one bad message must not stop the others; it stays stored
-            log.exception("routing inbound message %s failed; it stays stored and is retried", item.id)
-    return routed
+    """Route the new messages; a failure is counted on the message, which stays stored for `finish_unrouted`."""
+    return sum(pipeline.route_stored(engine, item.id) is not None for item in stored if not item.duplicate)
 
 
 def pop_new_mail(client: IMAPClient) -> bool:
