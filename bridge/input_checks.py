@@ -9,15 +9,24 @@ from email.utils import parseaddr
 from bridge.errors import InputError
 
 _ADDR = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,63}$")
+# What ends a line somewhere on the way (CR, LF, and what Python's str.splitlines also breaks at: VT, FF,
+# FS, GS, RS, NEL, LINE and PARAGRAPH SEPARATOR), and NUL, which no header may hold.
+_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00]")
 
 
 def refuse_line_breaks(**fields: str | None) -> None:
-    """A CR or LF in a header value would let it add headers (e.g. Bcc): refuse, name the field."""
+    """A line break in a header value would let it add headers (e.g. Bcc): refuse, name the field."""
     for name, value in fields.items():
-        if value is not None and ("\r" in value or "\n" in value):
+        if value is not None and (found := _BREAKS.search(value)):
             label = name.replace("_", " ")
-            raise InputError(f"the {label} contains a line break (CR or LF), which is not allowed in a mail "
-                             "header; nothing was queued")
+            raise InputError(f"the {label} contains a line break or control character (U+{ord(found.group()):04X}), "
+                             "which is not allowed in a mail header; nothing was queued")
+
+
+def one_line(text: str | None) -> str | None:
+    """Text from a received message made fit for a header we write (a reply's subject, the name we answer):
+    every line break or NUL becomes a space."""
+    return _BREAKS.sub(" ", text) if text is not None else None
 
 
 def check_address(value: str, field: str) -> str:

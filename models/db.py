@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +36,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
     cur.close()
 
 
+def private_sqlite_file(database: str | None) -> None:
+    """The database holds every candidate's mail: only its owner may read it. Created 0600 before SQLite
+    opens it (SQLite gives its -wal and -shm files the database file's mode); an existing file left open to
+    others is closed to them."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite names the missing directory itself
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def make_engine(url: str | None = None) -> Engine:
     """An engine for the URL; SQLite gets WAL and a busy timeout so workers can share it."""
     url = url or database_url()
     if make_url(url).get_backend_name() == "sqlite":
+        private_sqlite_file(make_url(url).database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

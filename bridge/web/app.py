@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -23,7 +24,7 @@ from bridge import crypto
 from bridge.errors import NotFound
 from bridge.web import admin, auth, conversations, inbox, login, mail_log, message_view, oauth_signin
 from bridge.web.api import create_api
-from bridge.web.error_page import error_page
+from bridge.web.error_page import beyond_any_id, error_page
 from bridge.web.security_headers import CSP
 
 
@@ -92,6 +93,14 @@ def _errors(app: FastAPI) -> None:
         return error_page(request, 403, "Form expired",
                           "The form was missing its security token, so nothing was changed. Reload the page and "
                           "try again.")
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: Exception) -> Response:
+        if beyond_any_id(exc):
+            return error_page(request, 404, "Not found", "There is no such page: ids are below 2^63.")
+        return error_page(request, 422, "Not accepted", "The request holds a value the database cannot take; "
+                          "nothing was changed.")
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: Exception) -> Response:

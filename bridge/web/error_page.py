@@ -11,6 +11,11 @@ from bridge.web.templating import open_unassigned, templates
 from models.db import session_scope
 
 
+def beyond_any_id(exc: BaseException) -> bool:
+    """An id no table can hold (2^63 and more): SQLite cannot convert it, PostgreSQL says out of range."""
+    return isinstance(exc, OverflowError) or "out of range" in str(getattr(exc, "orig", "") or "")
+
+
 def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
     """The page for 403/404 and refused forms, in a session of its own (the request's was rolled back)."""
     me = getattr(request.state, "employee", None)

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from bridge.errors import InputError, NotFound
 from bridge.inbound import triage
 from bridge.inbound.message_content import attachment, content_of, headers_of, is_html_like, reply_references
+from bridge.input_checks import one_line
 from bridge.outbound import queue
 from bridge.web import auth
 from bridge.web.deps import db
@@ -166,9 +167,9 @@ def send_reply(request: Request, message_id: int, reply: str = Form(""), session
         error = "Write a reply first; nothing was queued."
     else:
         headers = headers_of(row.raw)
-        subject = row.subject or ""
+        subject = one_line(row.subject) or ""
         req = queue.Request(
-            employee_number=reply_sender(session, me, row).number, to=row.from_addr, to_name=row.from_name,
+            employee_number=reply_sender(session, me, row).number, to=row.from_addr, to_name=one_line(row.from_name),
             subject=subject if _RE.match(subject) else f"Re: {subject}".strip(), text=text,
             in_reply_to=headers.message_id or row.message_id, references=reply_references(headers))
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,31 @@ def test_init_is_idempotent_and_commands_need_it(tmp_path: Path, monkeypatch: py
     b.run("init")
     b.run("init", "--reply-address", "jobs-{number}@example.test")
     assert b.json("settings", "show")["accepted_domains"] == ["example.test"]
+    db.shared_engine.cache_clear()
+
+
+def test_the_sqlite_database_and_its_journal_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every candidate's mail is in the file: 0600 like the key, its -wal and -shm too, whatever the umask."""
+    old_umask = os.umask(0o022)
+    try:
+        _private_database(tmp_path, monkeypatch)
+    finally:
+        os.umask(old_umask)
+
+
+def _private_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_file = tmp_path / "rb.db"
+    b = make_bridge(f"sqlite:///{db_file}", tmp_path, monkeypatch)
+    b.run("init")
+    b.run("employee", "add", "--number", "7", "--name", "Bo", "--email", "bo@example.test")
+    with b.engine().connect():  # an open connection keeps the WAL files in place
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("rb.db*")}
+    assert set(modes) == {"rb.db", "rb.db-wal", "rb.db-shm"} and set(modes.values()) == {0o600}, modes
+    db.shared_engine().dispose()
+    db_file.chmod(0o644)  # a file made before this release is closed to others on the next start
+    db.shared_engine.cache_clear()
+    b.run("employee", "list")
+    assert stat.S_IMODE(db_file.stat().st_mode) == 0o600
     db.shared_engine.cache_clear()
 
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from bridge import portal
 from bridge.inbound.after_routing.context import Routed
+from bridge.input_checks import one_line
 from bridge.outbound import queue
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage, utcnow
 from routing.router import Headers
@@ -53,7 +54,7 @@ def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,
     if not text or why_not(session, row, headers) is not None:
         return None
     employee = session.get(Employee, row.employee_id)
-    subject = row.subject or ""
+    subject = one_line(row.subject) or ""
     ack = queue.queue(session, queue.Request(
         employee_number=employee.number, to=row.from_addr, subject=subject if subject.lower().startswith("re:")
         else f"Re: {subject}".strip(), text=text, purpose="acknowledgement", inbound_id=row.id,

@@ -12,11 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge.errors import BridgeError, ConfigError, FieldError, InputError, NotFound
 from bridge.web.api import auth
+from bridge.web.error_page import beyond_any_id
 
 
 class ApiForbidden(Exception):
@@ -69,6 +71,13 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return _detail(404, str(exc))
+
+    @api.exception_handler(OverflowError)
+    @api.exception_handler(DataError)
+    async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+        if beyond_any_id(exc):
+            return _detail(404, "no such id: ids are below 2^63")
+        return _detail(422, "the request holds a value the database cannot take; nothing was changed")
 
     @api.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
