@@ -119,6 +119,8 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "report_from": ("", _optional_address("report_from"),
                     "the error reports' From address (empty: the database-wide account's username)"),
     "report_subject": ("replybridge: {condition}", _report_subject, "subject of error reports; {condition} names it"),
+    "webhook_private_targets": ("off", _on_off, "`on`: webhooks may go to loopback and private addresses (never to "
+                                "link-local or cloud metadata ones)"),
 }
 LIST_KEYS = {"reply_address_alternates", "accepted_domains"}
 
@@ -158,6 +160,7 @@ class PortalSettings:
     report_to: str = ""
     report_from: str = ""
     report_subject: str = "replybridge: {condition}"
+    webhook_private_targets: bool = False
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -180,6 +183,7 @@ class PortalSettings:
             "report_to": self.report_to,
             "report_from": self.report_from,
             "report_subject": self.report_subject,
+            "webhook_private_targets": "on" if self.webhook_private_targets else "off",
         }
 
 
@@ -201,4 +205,5 @@ def load(session: Session) -> PortalSettings:
         report_to=raw["report_to"],
         report_from=raw["report_from"],
         report_subject=raw["report_subject"],
+        webhook_private_targets=raw["webhook_private_targets"] == "on",
     )

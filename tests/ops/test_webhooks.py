@@ -47,6 +47,7 @@ def receiver(secret: str):  # noqa: ANN201 - Iterator[Receiver]
 
 def add_hook(b: Bridge, url: str, *events: str) -> int:
     args = [arg for e in events for arg in ("--event", e)]
+    b.run("settings", "set", "webhook_private_targets", "on")  # the receivers listen on loopback
     return int(b.run("webhook", "add", url, "--secret-env", "RB_HOOK_SECRET", *args).stdout)
 
 
@@ -171,7 +172,7 @@ def test_500_then_ok_is_retried_with_the_same_webhook_id(bridge: Bridge, receive
     bridge.run("worker", "--once")
     [failed] = deliveries(bridge)
     assert (failed["status"], failed["attempts"], failed["last_status"]) == ("pending", 1, 500)
-    assert failed["last_error"].startswith("HTTP 500")
+    assert failed["last_error"] == "HTTP 500 Internal Server Error"  # its answer ("no") is kept nowhere
     wait = dt.datetime.fromisoformat(failed["next_attempt_at"]) - before
     assert dt.timedelta(seconds=dispatch.BACKOFF_S[0]) <= wait < dt.timedelta(seconds=dispatch.BACKOFF_S[0] + 5)
 
@@ -313,6 +314,7 @@ def test_secret_never_shown_logged_or_stored_in_clear(lite_bridge: Bridge, recei
                                                      tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     key_part = secret.removeprefix("whsec_")
+    lite_bridge.run("settings", "set", "webhook_private_targets", "on")
     added = lite_bridge.run("webhook", "add", receiver.url, "--secret-env", "RB_HOOK_SECRET")
     down = add_hook(lite_bridge, f"http://127.0.0.1:{closed_port()}/x")
     ingest(lite_bridge, tmp_path, "s1")
@@ -397,3 +399,33 @@ def test_serve_delivers_message_routed_for_mail_received_by_smtp(web: Served, se
         web.wait_for(lambda: deliveries(web.bridge)[0]["status"] == "delivered", what="the delivery recorded")
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]:8080/hook",
+                                 "http://[::ffff:169.254.169.254]/hook", "http://0.0.0.0/hook", "http://[fd00:ec2::254]/"])
+def test_link_local_and_metadata_targets_are_never_taken(lite_bridge: Bridge, secret: str, url: str) -> None:
+    lite_bridge.run("settings", "set", "webhook_private_targets", "on")
+    refused = lite_bridge.run("webhook", "add", url, "--secret-env", "RB_HOOK_SECRET", ok=False)
+    assert refused.exit_code == 1 and ("link-local or cloud metadata" in refused.stderr
+                                       or "not an address a receiver listens on" in refused.stderr), refused.stderr
+    assert lite_bridge.json("webhook", "list") == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.1.2.3/hook",
+                                 "http://192.168.0.10/hook", "http://[::1]/hook"])
+def test_loopback_and_private_targets_need_the_setting(lite_bridge: Bridge, secret: str, url: str) -> None:
+    refused = lite_bridge.run("webhook", "add", url, "--secret-env", "RB_HOOK_SECRET", ok=False)
+    assert refused.exit_code == 1 and "settings set webhook_private_targets on" in refused.stderr
+    lite_bridge.run("settings", "set", "webhook_private_targets", "on")
+    assert lite_bridge.run("webhook", "add", url, "--secret-env", "RB_HOOK_SECRET").stdout.strip().isdigit()
+
+
+def test_a_target_refused_now_is_not_posted_to(lite_bridge: Bridge, receiver: Receiver, tmp_path: Path) -> None:
+    add_hook(lite_bridge, receiver.url)  # allowed when added
+    lite_bridge.run("settings", "set", "webhook_private_targets", "off")  # then the admin closes loopback
+    ingest(lite_bridge, tmp_path, "r1")
+    lite_bridge.run("worker", "--once")
+    [refused] = deliveries(lite_bridge)
+    assert refused["status"] == "pending"
+    assert refused["last_error"].startswith("refused: 127.0.0.1 is a loopback or private address")
+    assert receiver.got == []

@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from bridge import portal
 from bridge.crypto import encrypt
 from bridge.errors import InputError, NotFound
 from bridge.ops.webhooks.outbox import EVENTS, TEST_EVENT, new_event_id, payload_of
+from bridge.ops.webhooks.targets import refusal
 from models import Webhook, WebhookDelivery, utcnow
 
 STATUSES = ("pending", "delivered", "failed")
@@ -52,8 +54,9 @@ def check_secret(value: str) -> str:
     return value
 
 
-def check_url(url: str) -> str:
-    """An http(s) URL with a host; credentials in it are refused (the signature authenticates us)."""
+def check_url(url: str, allow_private: bool = False) -> str:
+    """An http(s) URL with a host the bridge may post to (bridge.ops.webhooks.targets); credentials in it are
+    refused (the signature authenticates us)."""
     url = url.strip()
     example = "e.g. https://ats.example.com/hooks/replybridge"
     if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):
@@ -68,6 +71,9 @@ def check_url(url: str) -> str:
     if parts.username or parts.password:
         raise InputError("the webhook URL must not hold a user name or password: each request is signed "
                          "with the webhook's secret, which the receiver checks")
+    why = refusal(parts.hostname, allow_private)
+    if why is not None:
+        raise InputError(f"the webhook URL {url!r} is refused: {why}")
     return url
 
 
@@ -82,7 +88,9 @@ def check_events(events: Iterable[str]) -> list[str]:
 
 def add(session: Session, url: str, secret: str, events: Iterable[str] = ()) -> Webhook:
     """A new active webhook; the secret is stored encrypted."""
-    hook = Webhook(url=check_url(url), secret=encrypt(check_secret(secret)), events=json.dumps(check_events(events)))
+    allow_private = portal.load(session).webhook_private_targets
+    hook = Webhook(url=check_url(url, allow_private), secret=encrypt(check_secret(secret)),
+                   events=json.dumps(check_events(events)))
     session.add(hook)
     session.flush()
     return hook
