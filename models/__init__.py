@@ -4,6 +4,7 @@ from models.tables import (
     AlertState,
     Alias,
     ApiToken,
+    AuthThrottle,
     Candidate,
     Conversation,
     DeliveryAttempt,
@@ -18,11 +19,13 @@ from models.tables import (
     SmtpAccount,
     Webhook,
     WebhookDelivery,
+    WebSession,
+    aware,
     utcnow,
 )
 
 __all__ = [
-    "AlertState", "Alias", "ApiToken", "Candidate", "Conversation", "DeliveryAttempt", "Employee", "ImapFolderState",
-    "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting", "SmtpAccount", "Webhook",
-    "WebhookDelivery", "utcnow",
+    "AlertState", "Alias", "ApiToken", "AuthThrottle", "Candidate", "Conversation", "DeliveryAttempt", "Employee",
+    "ImapFolderState", "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting",
+    "SmtpAccount", "Webhook", "WebhookDelivery", "WebSession", "aware", "utcnow",
 ]

@@ -13,6 +13,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(at: dt.datetime) -> dt.datetime:
+    """A stored time as aware UTC (SQLite hands back naive UTC; PostgreSQL aware)."""
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
 class Setting(SQLModel, table=True):
     """One portal setting; values are text, lists are JSON. Keys and defaults: bridge.portal."""
 
@@ -276,6 +281,32 @@ class ApiToken(SQLModel, table=True):
     admin: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow)
     last_used_at: dt.datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser session: the cookie holds a random token, this row its SHA-256, so the server can
+    end it (sign-out, deactivation, a new password) and a copied cookie stops working."""
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    employee_id: int = Field(foreign_key="employee.id", index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    expires_at: dt.datetime
+    ended_at: dt.datetime | None = None
+
+
+class AuthThrottle(SQLModel, table=True):
+    """Failed attempts under one key (a sign-in's account or address, an API client's address): kept in the
+    database so every web process counts the same, and counted before a password is checked."""
+
+    __tablename__ = "auth_throttle"
+
+    key: str = Field(primary_key=True, max_length=300)
+    failures: int = 0
+    blocked_until: dt.datetime | None = None
+    last_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class Webhook(SQLModel, table=True):

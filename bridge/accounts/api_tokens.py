@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from bridge.accounts import employees
 from bridge.errors import InputError, NotFound
-from models import ApiToken, Employee, utcnow
+from models import ApiToken, Employee, aware, utcnow
 
 PREFIX = "rb_"
 MAX_NAME = 200
@@ -95,11 +95,7 @@ def authenticate(session: Session, token: str) -> Principal | None:
         if employee is None or not employee.active:
             return None
     now = utcnow()
-    if row.last_used_at is None or _aware(row.last_used_at) + TOUCH_EVERY <= now:
+    if row.last_used_at is None or aware(row.last_used_at) + TOUCH_EVERY <= now:
         row.last_used_at = now
         session.add(row)
     return Principal(token_name=row.name, admin=row.admin, employee=employee)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

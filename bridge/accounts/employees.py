@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from bridge.accounts import web_sessions
 from bridge.accounts.validation import about, check_name
 from bridge.errors import FieldError, InputError, NotFound
 from bridge.input_checks import check_address
@@ -31,6 +32,8 @@ def set_active(session: Session, number: int, active: bool) -> Employee:
     employee = get_employee(session, number)
     employee.active = active
     session.add(employee)
+    if not active:  # a cookie from before stays dead after a re-activation
+        web_sessions.end_all(session, employee.id)
     return employee
 
 

@@ -6,7 +6,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session
 
-from bridge.accounts import employees
+from bridge.accounts import employees, web_sessions
 from bridge.errors import InputError
 from bridge.input_checks import refuse_line_breaks
 from models import Employee
@@ -28,6 +28,7 @@ def set_password(session: Session, number: int, password: str) -> Employee:
     employee = employees.get_employee(session, number)
     employee.password_hash = _hasher.hash(check_strength(password))
     session.add(employee)
+    web_sessions.end_all(session, employee.id)  # a new password signs every browser out
     return employee
 
 

@@ -56,8 +56,10 @@ class WebServer:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"REPLYBRIDGE_WEB_PORT={port!r} is not a port number")
         self.port = int(port)
+        trusted = os.environ.get("REPLYBRIDGE_WEB_TRUSTED_PROXIES", "").strip()  # e.g. 127.0.0.1 behind nginx
         config = uvicorn.Config(create_app(eng), host=self.host, port=self.port, log_level="warning",
-                                access_log=False, proxy_headers=True, server_header=False)
+                                access_log=False, proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
+                                server_header=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="rb-web", daemon=True)
 

@@ -24,6 +24,7 @@ from bridge import crypto
 from bridge.errors import NotFound
 from bridge.web import admin, auth, conversations, inbox, login, mail_log, message_view, oauth_signin
 from bridge.web.api import create_api
+from bridge.web.body_limit import BodyLimit
 from bridge.web.error_page import beyond_any_id, error_page
 from bridge.web.security_headers import CSP
 
@@ -41,7 +42,7 @@ def _page_routers() -> list:
 def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="replybridge", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
-    app.state.throttle = auth.SignInThrottle()
+    app.add_middleware(BodyLimit)
     app.add_middleware(SessionMiddleware, secret_key=crypto.signing_key("web-session").hex(),
                        session_cookie="replybridge_session", same_site="lax", https_only=secure_cookies(),
                        max_age=12 * 3600)

@@ -1,22 +1,20 @@
 """Who is signed in, what they may see, and the CSRF token of their forms.
 
-The session cookie (Starlette's, signed with a key derived from the secret key) holds the employee id,
-a fingerprint of their password hash (a password change or deactivation signs every session out) and
-the CSRF token. Recruiters see their own mail and the Unassigned messages; admins see everything.
+The session cookie (Starlette's, signed with a key derived from the secret key) holds a session token
+the server can end (bridge.accounts.web_sessions: sign-out, deactivation and a new password end it for
+good) and the CSRF token. Recruiters see their own mail and the Unassigned messages; admins see everything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from sqlmodel import Session
 
+from bridge.accounts import web_sessions
 from bridge.web.deps import db
 from models import Employee, InboundMessage
 
@@ -33,16 +31,15 @@ class CsrfRejected(Exception):
     """A state-changing form without the session's CSRF token: answered with 403, nothing changed."""
 
 
-def fingerprint(employee: Employee) -> str:
-    return hashlib.sha256((employee.password_hash or "").encode()).hexdigest()[:16]
-
-
-def sign_in(request: Request, employee: Employee) -> None:
+def sign_in(request: Request, session: Session, employee: Employee) -> None:
+    """A new server-side session for the employee (the old cookie's, if any, is ended)."""
+    web_sessions.end(session, request.session.get("sid"))
     request.session.clear()
-    request.session.update({"uid": employee.id, "pw": fingerprint(employee), "csrf": secrets.token_urlsafe(32)})
+    request.session.update({"sid": web_sessions.start(session, employee), "csrf": secrets.token_urlsafe(32)})
 
 
-def sign_out(request: Request) -> None:
+def sign_out(request: Request, session: Session) -> None:
+    web_sessions.end(session, request.session.get("sid"))
     request.session.clear()
 
 
@@ -79,10 +76,10 @@ class SignedIn:
 
 def current_employee(request: Request, session: Session = Depends(db)) -> Employee:
     """The signed-in, active employee; else a redirect to the sign-in page."""
-    uid = request.session.get("uid")
-    employee = session.get(Employee, uid) if isinstance(uid, int) else None
-    if employee is None or not employee.active or request.session.get("pw") != fingerprint(employee):
-        request.session.pop("uid", None)
+    sid = request.session.get("sid")
+    employee = web_sessions.employee_of(session, sid if isinstance(sid, str) else None)
+    if employee is None:
+        request.session.pop("sid", None)
         raise SignInRequired()
     request.state.employee = SignedIn(employee.id, employee.number, employee.name, employee.email, employee.admin)
     return employee
@@ -104,48 +101,7 @@ def may_see_message(me: Employee, row: InboundMessage) -> bool:
     return me.admin or row.employee_id == me.id or (row.route == "unassigned" and row.employee_id is None)
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    last: float = 0.0
-
-
-class SignInThrottle:
-    """Repeated failed sign-ins from one address wait longer and longer before the next try is heard.
-
-    Five failures are free (typos); after that each try must wait 2, 4, 8 ... seconds (at most 5
-    minutes) after the last failure. A success clears the address. Kept in memory: one `serve`.
-    """
-
-    FREE = 5
-    MAX_WAIT = 300.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_address: dict[str, _Failures] = {}
-
-    def wait_for(self, address: str, now: float | None = None) -> float:
-        """Seconds this address must still wait before a sign-in is checked (0 = go ahead)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            f = self._by_address.get(address)
-            if f is None or f.count < self.FREE:
-                return 0.0
-            wait = min(2.0 ** (f.count - self.FREE + 1), self.MAX_WAIT)
-            return max(0.0, f.last + wait - now)
-
-    def failed(self, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            f = self._by_address.setdefault(address, _Failures())
-            if now - f.last > 3600:
-                f.count = 0
-            f.count += 1
-            f.last = now
-            if len(self._by_address) > 10_000:  # bound memory under a spray of addresses
-                oldest = min(self._by_address, key=lambda a: self._by_address[a].last)
-                del self._by_address[oldest]
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._by_address.pop(address, None)
+def client_address(request: Request) -> str:
+    """The client's address: X-Forwarded-For counts only from the proxies REPLYBRIDGE_WEB_TRUSTED_PROXIES names
+    (uvicorn applies it), so a client cannot pick the address its failures are counted under."""
+    return request.client.host if request.client else "unknown"

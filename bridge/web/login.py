@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bridge.accounts import passwords
+from bridge.accounts import attempts, passwords
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import render
@@ -17,6 +17,8 @@ from models import Employee
 
 router = APIRouter()
 WRONG = "Wrong email or password"
+FREE_PER_ACCOUNT = 5  # typos; then 2, 4, 8 ... s between tries (bridge.accounts.attempts)
+FREE_PER_ADDRESS = 20  # more: people behind one address with a guesser are not locked out for long
 
 
 def _safe_next(target: str | None) -> str:
@@ -42,25 +44,29 @@ def login_page(request: Request, next: str | None = None, session: Session = Dep
 @router.post("/login", dependencies=[Depends(auth.check_csrf)])
 def login(request: Request, email: str = Form(""), password: str = Form(""), next: str = Form(""),  # noqa: A002
           session: Session = Depends(db)) -> Response:
-    throttle: auth.SignInThrottle = request.app.state.throttle
-    address = request.client.host if request.client else "unknown"
-    wait = throttle.wait_for(address)
+    keys = (f"sign-in account {email.strip().lower()[:200]}", f"sign-in address {auth.client_address(request)}")
+    wait = max(attempts.wait_before(session, keys[0], FREE_PER_ACCOUNT),
+               attempts.wait_before(session, keys[1], FREE_PER_ADDRESS))
+    session.commit()  # counted before the password is checked, whatever happens next
     if wait > 0:
-        return render(request, session, "login.html",
-                      {"next": _safe_next(next), "email": email,
-                       "error": f"Too many failed sign-ins. Try again in {int(wait) + 1} seconds."}, status_code=429)
+        refused = render(request, session, "login.html",
+                         {"next": _safe_next(next), "email": email,
+                          "error": f"Too many failed sign-ins. Try again in {int(wait) + 1} seconds."}, status_code=429)
+        refused.headers["Retry-After"] = str(int(wait) + 1)
+        return refused
     employee = session.exec(select(Employee).where(func.lower(Employee.email) == email.strip().lower())
                             .order_by(Employee.active.desc())).first()
     if not passwords.verify(employee, password) or employee is None or not employee.active:
-        throttle.failed(address)
         return render(request, session, "login.html", {"next": _safe_next(next), "email": email, "error": WRONG},
                       status_code=401)
-    throttle.succeeded(address)
-    auth.sign_in(request, employee)
+    attempts.succeeded(session, *keys)
+    auth.sign_in(request, session, employee)
+    session.commit()  # the session row exists before the browser follows the redirect
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout", dependencies=[Depends(auth.check_csrf)])
-def logout(request: Request) -> RedirectResponse:
-    auth.sign_out(request)
+def logout(request: Request, session: Session = Depends(db)) -> RedirectResponse:
+    auth.sign_out(request, session)
+    session.commit()
     return RedirectResponse("/login", status_code=303)

@@ -56,3 +56,23 @@ def test_a_message_whose_subject_and_name_hold_line_breaks_can_be_answered(web: 
     with Session(b.engine()) as s:
         sent = s.get(OutboundMessage, entry["id"]).raw
     assert b"\nBcc:" not in sent and b"Cand Jones" in sent
+
+
+def test_wrong_tokens_are_throttled(web: Served) -> None:
+    with web.client(headers={"Authorization": "Bearer rb_not-a-token"}) as api:
+        codes = [api.get("/api/v1/messages").status_code for _ in range(30)]
+        last = api.get("/api/v1/messages")
+    assert codes[:20] == [401] * 20 and 429 in codes[20:], codes
+    assert last.status_code == 429 and int(last.headers["Retry-After"]) >= 1
+    with web.client(headers={"Authorization": f"Bearer {_token(web)}"}) as api:  # a valid token is not held up
+        assert api.get("/api/v1/messages").status_code == 200
+
+
+def test_a_body_over_10_mib_is_413_and_queues_nothing(web: Served) -> None:
+    big = {"employee_number": 1042, "to": "cand@example.org", "subject": "Big", "body": "x" * (11 * 1024 * 1024)}
+    with web.client(headers={"Authorization": f"Bearer {_token(web)}"}) as api:
+        r = api.post("/api/v1/outbound", json=big)
+        chunked = api.post("/api/v1/outbound", content=iter([json.dumps(big).encode()]),
+                           headers={"Content-Type": "application/json"})
+    assert (r.status_code, chunked.status_code) == (413, 413)
+    assert web.bridge.json("log") == []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import text
 
 from tests.servers.web import PASSWORD, Served, csrf_of, screenshot, sign_in
 
@@ -84,3 +87,47 @@ def test_open_redirect_refused(web: Served) -> None:
         r = http.post("/login", data={"email": "ana@example.test", "password": PASSWORD, "csrf_token": token,
                                       "next": "https://evil.example/"})
     assert r.headers["location"] == "/unassigned"
+
+
+def _guess(served: Served, email: str, headers: dict[str, str] | None = None) -> int:
+    with served.client() as http:
+        token = csrf_of(http.get("/login").text)
+        return http.post("/login", data={"email": email, "password": "wrong-password!", "csrf_token": token},
+                         headers=headers or {}).status_code
+
+
+def test_x_forwarded_for_is_not_trusted_unless_a_proxy_is_named(web: Served) -> None:
+    """Rotating the header does not dodge the count: the address is the socket's (no proxy named)."""
+    codes = [_guess(web, f"user{n}@example.test", {"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(23)]
+    assert codes[:20] == [401] * 20 and 429 in codes[20:], codes
+
+
+def test_forty_guesses_at_once_check_only_the_free_ones(web_both: Served) -> None:
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(lambda _n: _guess(web_both, "ana@example.test"), range(40)))
+    assert codes.count(401) <= 6 and codes.count(429) >= 34, sorted(codes)  # 5 free, the 6th sets the wait
+    with web_both.bridge.engine().connect() as conn:  # kept in the database: every web process agrees
+        failures = conn.execute(text("SELECT failures FROM auth_throttle WHERE key LIKE '%ana@example.test'")).scalar()
+    assert failures is not None and failures >= 6
+
+
+def test_sign_out_ends_the_session_for_a_copied_cookie(web: Served) -> None:
+    with web.client() as http:
+        token = csrf_of(http.get("/login").text)
+        http.post("/login", data={"email": "ana@example.test", "password": PASSWORD, "csrf_token": token})
+        copied = dict(http.cookies)
+        token = csrf_of(http.get("/unassigned").text)
+        assert http.post("/logout", data={"csrf_token": token}).status_code == 303
+    with web.client(cookies=copied) as thief:
+        r = thief.get("/unassigned")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_a_cookie_from_before_a_deactivation_stays_dead_after_reactivation(web: Served) -> None:
+    with web.client() as http:
+        token = csrf_of(http.get("/login").text)
+        http.post("/login", data={"email": "ana@example.test", "password": PASSWORD, "csrf_token": token})
+        web.bridge.run("employee", "deactivate", "1042")
+        web.bridge.run("employee", "activate", "1042")
+        r = http.get("/unassigned")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")

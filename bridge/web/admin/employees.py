@@ -97,7 +97,8 @@ def employee_password(request: Request, number: int, values: dict[str, str] = De
         return _edit(request, session, employee, errors=forms.refused(session, err), status_code=422)
     session.commit()
     if employee.id == me.id:  # a new password ends every session of its owner: keep this one signed in
-        auth.sign_in(request, employee)
+        auth.sign_in(request, session, employee)
+        session.commit()
     flash(request, f"Employee {number}: password set")
     return RedirectResponse(f"/admin/employees/{number}", status_code=303)
 

@@ -56,6 +56,8 @@ async def _refused(request: Request) -> JSONResponse | None:
         await run_in_threadpool(auth.principal_of, request)
     except auth.Unauthorized as err:
         return unauthorized(str(err), err.invalid)
+    except auth.TooManyFailures as err:
+        return _detail(429, str(err), {"Retry-After": str(err.retry_after)})
     return None
 
 
@@ -63,6 +65,10 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(auth.Unauthorized)
     async def _unauthorized(_request: Request, exc: auth.Unauthorized) -> JSONResponse:
         return unauthorized(str(exc), exc.invalid)
+
+    @api.exception_handler(auth.TooManyFailures)
+    async def _too_many(_request: Request, exc: auth.TooManyFailures) -> JSONResponse:
+        return _detail(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
     @api.exception_handler(ApiForbidden)
     async def _forbidden(_request: Request, exc: ApiForbidden) -> JSONResponse:
