@@ -138,7 +138,11 @@ def open_smtp(account: SmtpAccount, local_hostname: str | None = None, bearer: B
         return conn
     except BaseException as exc:
         if conn is not None:
-            close_quietly(conn)
+            if stage in ("connect", "tls"):  # no conversation to end politely: QUIT would wait out another timeout
+                with contextlib.suppress(Exception):
+                    conn.close()
+            else:
+                close_quietly(conn)
         raise StageError(stage, exc) from None
 
 

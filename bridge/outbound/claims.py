@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bridge import portal
+from bridge.accounts import smtp_accounts
 from bridge.net.diagnosis import Diagnosis, Failure
 from bridge.ops.webhooks import outbox
 from bridge.outbound.queue import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
@@ -58,8 +59,10 @@ def _copy_state(alias: Alias | None, account: SmtpAccount | None) -> str:
     return "skipped" if account.provider_files_sent else "pending"
 
 
-def claim_batch(engine: Engine, limit: int = 20) -> list[Claimed] | Waiting | None:
-    """Claim up to `limit` due messages, oldest first, at most one per rate-limited alias.
+def claim_batch(engine: Engine, limit: int = 20, busy: frozenset[int | None] = frozenset()
+                ) -> list[Claimed] | Waiting | None:
+    """Claim up to `limit` due messages, oldest first, at most one per rate-limited alias, none through the
+    SMTP accounts in `busy` (ids; None: no account) whose lanes are still sending.
 
     Each claim is a conditional UPDATE (still due? alias free?) checked by its row count, so two
     workers racing for a row cannot both win, on SQLite as on PostgreSQL; one transaction (one
@@ -70,14 +73,20 @@ def claim_batch(engine: Engine, limit: int = 20) -> list[Claimed] | Waiting | No
     taken_ids: list[int] = []
     held_aliases: set[int] = set()
     with session_scope(engine) as session:
+        default = smtp_accounts.default_smtp(session)
         candidates = session.exec(
-            select(OutboundMessage.id, OutboundMessage.alias_id, Alias.next_send_at, Alias.delay_ms)
+            select(OutboundMessage.id, OutboundMessage.alias_id, Alias.next_send_at, Alias.delay_ms,
+                   Alias.smtp_account_id, OutboundMessage.automated)
             .join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
-            .where(_due(now)).order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit * 3)
+            .where(_due(now)).order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit * 3 + 100)
         ).all()
-        for message_id, alias_id, next_send_at, delay_ms in candidates:
+        for message_id, alias_id, next_send_at, delay_ms, alias_account, automated in candidates:
             if len(taken_ids) == limit:
                 break
+            # the account as account_for_alias picks it: the alias's own for a person's mail, else the default
+            account_id = alias_account if alias_account and not automated else (default.id if default else None)
+            if account_id in busy:
+                continue
             if next_send_at is not None and next_send_at > now:
                 earliest = min(earliest or next_send_at, next_send_at)
                 continue
