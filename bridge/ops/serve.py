@@ -9,11 +9,15 @@ has a watcher thread. Shutdown stops taking mail first, then lets the current wo
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
@@ -143,9 +147,32 @@ def _quiet_scheduler_logs() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def sole_serve_of_sqlite(eng: Engine) -> IO[str] | None:
+    """SQLite is for one process: a second `serve` on the same file refuses to start, naming the first. The
+    lock is the kernel's (flock on a file beside the database), so it goes with the process that holds it."""
+    database = eng.url.database if eng.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    path = Path(database).with_name(Path(database).name + ".serve-lock")
+    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"another `replybridge serve` ({holder}) runs on the SQLite database {database}: SQLite is "
+                          "for one process; stop that one, or use PostgreSQL (REPLYBRIDGE_DATABASE_URL) to run "
+                          "several") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    return handle
+
+
 def serve(eng: Engine, start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers
           ) -> None:
     """Everything on one database until SIGINT or SIGTERM (the engine: an initialised, current database)."""
+    held = sole_serve_of_sqlite(eng)  # noqa: F841 - held open (and locked) for as long as this serve runs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_scheduler_logs()
     config = ReceiverConfig.from_env()
