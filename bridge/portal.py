@@ -85,6 +85,14 @@ def _header_text(value: str) -> str:
     return value.strip()
 
 
+def _authserv(value: str) -> str:
+    value = value.strip().lower()
+    if not value or any(c.isspace() or c in ";=" for c in value):
+        raise InputError(f"{value!r} is not an authserv-id (the host name your receiving server writes first in "
+                         "its Authentication-Results header, e.g. mx.example.com)")
+    return value
+
+
 def _optional_address(field: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         return check_address(value.strip(), field) if value.strip() else ""
@@ -113,6 +121,11 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "accepted_domains": ("[]", _list(_domain), "domains whose addresses the bridge receives mail for"),
     "retry_delays": ("60,300", _delays, "seconds before the 2nd and 3rd attempt after a temporary failure"),
     "acknowledgement": ("", _text, "text of the automatic answer to a new candidate's first message (empty: off)"),
+    "acknowledgement_subject": ("Thank you for your message", _header_text,
+                                "the acknowledgement's subject: fixed, never the sender's (which may be spam)"),
+    "trusted_authserv_ids": ("[]", _list(_authserv), "your receiving servers' authserv-ids: their "
+                             "Authentication-Results are believed, and mail failing SPF, DKIM or DMARC gets no "
+                             "acknowledgement"),
     "report_errors": ("off", _on_off, "`on`: mail critical conditions (and their recovery) to report_to"),
     "report_to_name": ("", _header_text, "the name of the error reports' recipient"),
     "report_to": ("", _optional_address("report_to"), "the address error reports go to"),
@@ -122,7 +135,7 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "webhook_private_targets": ("off", _on_off, "`on`: webhooks may go to loopback and private addresses (never to "
                                 "link-local or cloud metadata ones)"),
 }
-LIST_KEYS = {"reply_address_alternates", "accepted_domains"}
+LIST_KEYS = {"reply_address_alternates", "accepted_domains", "trusted_authserv_ids"}
 
 
 def canonical_key(key: str) -> str:
@@ -155,6 +168,8 @@ class PortalSettings:
     accepted_domains: tuple[str, ...]
     retry_delays: tuple[float, float]
     acknowledgement: str
+    acknowledgement_subject: str = "Thank you for your message"
+    trusted_authserv_ids: tuple[str, ...] = ()
     report_errors: bool = False
     report_to_name: str = ""
     report_to: str = ""
@@ -178,6 +193,8 @@ class PortalSettings:
             "accepted_domains": list(self.accepted_domains),
             "retry_delays": list(self.retry_delays),
             "acknowledgement": self.acknowledgement,
+            "acknowledgement_subject": self.acknowledgement_subject,
+            "trusted_authserv_ids": list(self.trusted_authserv_ids),
             "report_errors": "on" if self.report_errors else "off",
             "report_to_name": self.report_to_name,
             "report_to": self.report_to,
@@ -200,6 +217,8 @@ def load(session: Session) -> PortalSettings:
         accepted_domains=tuple(json.loads(raw["accepted_domains"])),
         retry_delays=(first, second),
         acknowledgement=raw["acknowledgement"],
+        acknowledgement_subject=raw["acknowledgement_subject"],
+        trusted_authserv_ids=tuple(json.loads(raw["trusted_authserv_ids"])),
         report_errors=raw["report_errors"] == "on",
         report_to_name=raw["report_to_name"],
         report_to=raw["report_to"],

@@ -113,6 +113,43 @@ def test_acknowledgement_once_to_a_new_candidate_and_never_to_machines(lite_brid
     [ack] = shared.received
     msg = email.message_from_bytes(ack.data, policy=email.policy.default)
     assert ack.rcpt_tos == ["new@example.org"] and msg["Auto-Submitted"] == "auto-replied"
-    assert msg["In-Reply-To"] == "<a1@example.org>" and msg["Subject"] == "Re: Application"
+    assert msg["In-Reply-To"] == "<a1@example.org>" and msg["Subject"] == "Thank you for your message"
     assert msg["From"].addresses[0].addr_spec == "jobs+1042@example.test"
     assert first["candidate"] == "new@example.org"
+
+
+def test_no_acknowledgement_to_forged_senders_and_never_the_senders_subject(
+        lite_bridge: Bridge, smtp_peer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Backscatter: a spoofed new sender must not get a letter echoing the spam's subject."""
+    shared = smtp_peer("accept")
+    add_account(lite_bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    lite_bridge.run("employee", "set-delivery", "1042", "none")
+    lite_bridge.run("settings", "set", "acknowledgement", "Thank you, we received your message.")
+    lite_bridge.run("settings", "set", "trusted_authserv_ids", "mx.example.test")
+    to = "jobs+1042@example.test"
+    ours = "Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=x; dkim=none; dmarc=fail header.from={}\r\n"
+    forged = "Authentication-Results: mx.example.test; spf=fail smtp.mailfrom=x\r\n"
+    theirs = "Authentication-Results: relay.attacker.example; dmarc=fail\r\n"
+    ingest_json(lite_bridge, reply("f1@example.org", "spoofed@bank.example", to, "Cheap pills",
+                                   extra=ours.format("bank.example")))
+    ingest_json(lite_bridge, reply("f2@example.org", "softfail@example.org", to, extra=forged))
+    ingest_json(lite_bridge, reply("f3@example.org", "honest@example.org", to, "Buy now!!!", extra=theirs))
+    lite_bridge.run("worker", "--once")
+    [ack] = shared.received  # only the one whose failing results came from a server not ours
+    msg = email.message_from_bytes(ack.data, policy=email.policy.default)
+    assert ack.rcpt_tos == ["honest@example.org"] and msg["Subject"] == "Thank you for your message"
+
+
+def test_acknowledgements_are_limited_per_hour(lite_bridge: Bridge, smtp_peer,  # noqa: ANN001
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.inbound.after_routing import acknowledgement
+
+    monkeypatch.setattr(acknowledgement, "HOURLY_LIMIT", 2)
+    shared = smtp_peer("accept")
+    add_account(lite_bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    lite_bridge.run("employee", "set-delivery", "1042", "none")
+    lite_bridge.run("settings", "set", "acknowledgement", "Thank you, we received your message.")
+    for n in range(4):
+        ingest_json(lite_bridge, reply(f"h{n}@example.org", f"new{n}@example.org", "jobs+1042@example.test"))
+    lite_bridge.run("worker", "--once")
+    assert sorted(r.rcpt_tos[0] for r in shared.received) == ["new0@example.org", "new1@example.org"]

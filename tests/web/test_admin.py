@@ -236,7 +236,7 @@ def test_settings_refuse_a_template_without_number_beside_the_field(web: Served,
     page.get_by_label("Reply address template").fill("jobs+{number}@example.test")
     page.get_by_label("Accepted domains").fill("example.test, jobs.example.test")
     page.get_by_label("Sender mode").select_option("reply-to")
-    page.get_by_label("Acknowledgement").fill("Thank you for your answer.\nWe will reply soon.")
+    page.get_by_label("Acknowledgement", exact=True).fill("Thank you for your answer.\nWe will reply soon.")
     assert _submit(page, "Save settings", "/admin/settings") == 303
     after = web.bridge.json("settings", "show")
     assert (after["mailer_name"], after["accepted_domains"], after["sender_mode"]) == (

@@ -1,8 +1,10 @@
 """The optional acknowledgement letter: one automatic answer to a new candidate's first message.
 
 Off while the `acknowledgement` setting is empty. Never to automatic mail or bounces, to the null
-sender, to no-reply or system addresses, to list mail, to someone who already is a candidate, and
-at most once per address per 7 days: an acknowledgement must never start a mail loop.
+sender, to no-reply or system addresses, to list or bulk mail, to someone who already is a candidate,
+to mail your own receiving server marks as failing SPF, DKIM or DMARC (a forged sender would get it:
+backscatter), at most once per address per 7 days and HOURLY_LIMIT in all per hour; its subject is
+fixed, never the sender's. An acknowledgement must never start a mail loop or carry spam.
 """
 
 from __future__ import annotations
@@ -10,23 +12,41 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bridge import portal
 from bridge.inbound.after_routing.context import Routed
-from bridge.input_checks import one_line
 from bridge.outbound import queue
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage, utcnow
 from routing.router import Headers
 
 WINDOW = dt.timedelta(days=7)
+HOURLY_LIMIT = 60  # acknowledgements in all per hour: a flood of new senders is not answered letter for letter
+_AUTH_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
+_FAILING = {"spf": {"fail", "softfail"}, "dkim": {"fail"}, "dmarc": {"fail"}}
 FOR_PROBES = False  # a probe is never answered
 _SYSTEM_LOCAL = re.compile(r"^(no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?)"
                            r"([+._-]|$)", re.IGNORECASE)
 _LIST_HEADERS = ("list-id", "list-unsubscribe", "list-post", "precedence")
 
 
-def why_not(session: Session, row: InboundMessage, headers: Headers) -> str | None:
+def failing_authentication(headers: Headers, trusted: tuple[str, ...]) -> str | None:
+    """What a trusted receiving server's Authentication-Results (RFC 8601) say failed, or None. Only the
+    results of an authserv-id in `trusted` count: anyone can write the header, only your servers add theirs."""
+    for value in headers.all("authentication-results"):
+        authserv = value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
+        if authserv not in trusted:
+            continue
+        failed = sorted({f"{method.lower()}={result.lower()}" for method, result in _AUTH_RESULT.findall(value)
+                         if result.lower() in _FAILING[method.lower()]})
+        if failed:
+            return f"{authserv} says {', '.join(failed)}"
+    return None
+
+
+def why_not(session: Session, row: InboundMessage, headers: Headers,
+            settings: portal.PortalSettings | None = None) -> str | None:
     """The reason no acknowledgement goes out, or None when one should."""
     if row.kind != "reply" or row.route != "employee" or row.flagged:
         return "not a person's reply routed to an employee"
@@ -36,12 +56,20 @@ def why_not(session: Session, row: InboundMessage, headers: Headers) -> str | No
         return "a no-reply or system address"
     if any(headers.first(name) for name in _LIST_HEADERS):
         return "list or bulk mail"
+    failed = failing_authentication(headers, settings.trusted_authserv_ids if settings else ())
+    if failed is not None:
+        return f"the sender may be forged ({failed})"
     if session.exec(select(Candidate.id).where(Candidate.email == row.from_addr)).first() is not None:
         return "already a candidate"
     recent = session.exec(select(OutboundMessage.id).where(
         OutboundMessage.purpose == "acknowledgement", OutboundMessage.to_addr == row.from_addr,
         OutboundMessage.created_at >= utcnow() - WINDOW)).first()
-    return "acknowledged within the last 7 days" if recent is not None else None
+    if recent is not None:
+        return "acknowledged within the last 7 days"
+    last_hour = session.exec(select(func.count()).select_from(OutboundMessage).where(
+        OutboundMessage.purpose == "acknowledgement", OutboundMessage.created_at >= utcnow() - dt.timedelta(hours=1)
+    )).one()
+    return f"{HOURLY_LIMIT} acknowledgements went out in the last hour" if last_hour >= HOURLY_LIMIT else None
 
 
 def run(routed: Routed) -> None:
@@ -51,13 +79,12 @@ def run(routed: Routed) -> None:
 def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,
                       settings: portal.PortalSettings) -> OutboundMessage | None:
     text = settings.acknowledgement
-    if not text or why_not(session, row, headers) is not None:
+    if not text or why_not(session, row, headers, settings) is not None:
         return None
     employee = session.get(Employee, row.employee_id)
-    subject = one_line(row.subject) or ""
     ack = queue.queue(session, queue.Request(
-        employee_number=employee.number, to=row.from_addr, subject=subject if subject.lower().startswith("re:")
-        else f"Re: {subject}".strip(), text=text, purpose="acknowledgement", inbound_id=row.id,
+        employee_number=employee.number, to=row.from_addr, subject=settings.acknowledgement_subject, text=text,
+        purpose="acknowledgement", inbound_id=row.id,
         in_reply_to=row.message_id, references=(row.message_id,) if row.message_id else ()))
     row.candidate_id, row.conversation_id = ack_links(session, ack)
     return ack
