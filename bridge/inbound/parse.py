@@ -97,6 +97,25 @@ def dedup_key(raw: bytes) -> tuple[str, str | None]:
     return (mid, mid) if mid else ("sha256:" + hashlib.sha256(raw).hexdigest(), None)
 
 
+def content_fingerprint(raw: bytes) -> str:
+    """What makes two copies of a message the same one: its body and its From, Date and Subject. The trace
+    headers each path adds (Received, Delivered-To, Return-Path ...) and line endings are left out, so the
+    copy that came by SMTP and the one polled by IMAP agree."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, _sep, body = raw.partition(b"\n\n")
+    digest = hashlib.sha256()
+    try:
+        msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(head + b"\r\n\r\n")
+        values = [" ".join(str(msg.get(name, "")).split()) for name in ("from", "date", "subject")]
+    except Exception:  # noqa: BLE001 - unreadable headers: the bytes alone
+        values = [head.decode("utf-8", "replace")]
+    for value in values:
+        digest.update(value.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(body.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    return digest.hexdigest()
+
+
 def _bodies_stdlib(msg: Message) -> tuple[str | None, str | None]:
     text = html = None
     for part in msg.walk():

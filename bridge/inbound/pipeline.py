@@ -55,7 +55,21 @@ def decide(session: Session, row: InboundMessage, settings: portal.PortalSetting
     if parsed.unreadable is not None and decision.route != "bounce":  # a person looks before anyone gets it
         decision = Decision("unassigned", "unreadable", f"could not be read in full: {parsed.unreadable}; "
                             f"its headers alone say: {decision.reason}")
+    first = _first_under_its_message_id(session, row)
+    if first is not None:
+        why = (f"reuses the Message-ID {row.message_id} of message {first} with different content: stored apart, "
+               f"never taken for that message; its headers alone say: {decision.reason}")
+        decision = Decision("unassigned", "reused_message_id", why, flagged=True,
+                            flag_reason=f"Message-ID {row.message_id} already names message {first}")
     return Outcome(parsed, classification, decision)
+
+
+def _first_under_its_message_id(session: Session, row: InboundMessage) -> int | None:
+    """The message first stored under this row's Message-ID, when this row is a different one stored apart
+    (bridge.inbound.raw_store: dedup key "MESSAGE-ID CONTENT-HASH")."""
+    if not row.message_id or row.dedup_key == row.message_id or row.dedup_key.startswith("sha256:"):
+        return None
+    return session.exec(select(InboundMessage.id).where(InboundMessage.dedup_key == row.message_id)).first()
 
 
 def process(engine: Engine, inbound_id: int) -> InboundMessage:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bridge.inbound.parse import dedup_key
+from bridge.inbound.parse import content_fingerprint, dedup_key
 from bridge.input_checks import storable
 from models import InboundMessage, utcnow
 from models.db import session_scope
@@ -60,27 +60,63 @@ def store_many(engine: Engine, items: Iterable[Incoming],
 
 def _store(engine: Engine, items: list[Incoming], keys: list[tuple[str, str | None]],
            also: Callable[[Session], None] | None) -> list[Stored]:
-    """One SELECT for the keys already stored and one multi-row INSERT (ORM objects cost 0.5 ms each)."""
+    """One SELECT for the keys already stored and one multi-row INSERT (ORM objects cost 0.5 ms each).
+
+    A known Message-ID is a duplicate only with the same content (parse.content_fingerprint); a different
+    message under it is stored apart, keyed by both, and routed to Unassigned with that reason."""
     now = utcnow()
+    prints = [content_fingerprint(item.raw) if mid else None for item, (_key, mid) in zip(items, keys, strict=True)]
     with session_scope(engine) as session:
         if also is not None:
             also(session)  # first: on SQLite this takes the write lock before anything is read
-        wanted = list({key for key, _mid in keys})
-        ids = dict(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
-                                .where(InboundMessage.dedup_key.in_(wanted))).all())
+        wanted = {key for key, _mid in keys} | {_apart(mid, fp) for (_k, mid), fp in zip(keys, prints, strict=True)
+                                                if mid and fp}
+        found = {k: (i, h) for k, i, h in session.exec(select(InboundMessage.dedup_key, InboundMessage.id,
+                                                              InboundMessage.content_hash)
+                                                       .where(InboundMessage.dedup_key.in_(list(wanted)))).all()}
         rows: dict[str, dict[str, object]] = {}
-        duplicate: list[bool] = []
-        for item, (key, mid) in zip(items, keys, strict=True):
-            duplicate.append(key in ids or key in rows)
-            if not duplicate[-1]:  # the table's column defaults fill the rest, as for an ORM object
-                rows[key] = {"dedup_key": key, "message_id": mid, "raw": item.raw, "size": len(item.raw),
-                             "source": item.source, "envelope_from": storable(item.envelope_from),
+        final: list[str] = []
+        for item, (key, mid), fp in zip(items, keys, prints, strict=True):
+            known = _content_of(session, key, found, rows) if mid and fp else None
+            if known is not None and known != fp:  # a known Message-ID with other content: a message of its own
+                key = _apart(mid, fp)
+            final.append(key)
+            if key not in found and key not in rows:  # the table's column defaults fill the rest
+                rows[key] = {"dedup_key": key, "message_id": mid, "content_hash": fp, "raw": item.raw,
+                             "size": len(item.raw), "source": item.source,
+                             "envelope_from": storable(item.envelope_from),
                              "envelope_to": json.dumps([storable(a) for a in item.envelope_to]), "received_at": now}
+        ids = {k: i for k, (i, _h) in found.items()}
         if rows:
             session.execute(insert(InboundMessage.__table__), list(rows.values()))
             ids.update(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
                                     .where(InboundMessage.dedup_key.in_(list(rows)))).all())
-        return [Stored(ids[key], dup) for (key, _mid), dup in zip(keys, duplicate, strict=True)]
+        fresh = set(rows)
+        stored = []
+        for key in final:
+            stored.append(Stored(ids[key], key not in fresh))
+            fresh.discard(key)  # a second copy in the same batch is a duplicate of the first
+        return stored
+
+
+def _apart(mid: str, fingerprint: str) -> str:
+    return f"{mid[:900]} {fingerprint}"
+
+
+def _content_of(session: Session, key: str, found: dict[str, tuple[int, str | None]],
+                rows: dict[str, dict[str, object]]) -> str | None:
+    """The content fingerprint of what is stored (or about to be) under `key`; None when nothing is. Rows
+    stored before fingerprints were kept get theirs from their raw bytes."""
+    if key in rows:
+        return rows[key]["content_hash"]  # type: ignore[return-value]
+    if key not in found:
+        return None
+    inbound_id, known = found[key]
+    if known is None:
+        raw = session.exec(select(InboundMessage.raw).where(InboundMessage.id == inbound_id)).one()
+        known = content_fingerprint(raw)
+        found[key] = (inbound_id, known)
+    return known
 
 
 def store(engine: Engine, item: Incoming) -> Stored:

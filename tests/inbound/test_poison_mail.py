@@ -185,3 +185,19 @@ def test_ingest_takes_what_the_receiver_takes_and_no_more(lite_bridge: Bridge, t
     refused = lite_bridge.run("ingest", str(big), ok=False)
     assert refused.exit_code == 1 and f"larger than {raw_store.MAX_MESSAGE_BYTES:,} bytes" in refused.stderr
     assert lite_bridge.json("messages", "list") == []
+
+
+def test_a_reused_message_id_with_other_content_is_stored_flagged_and_unassigned(bridge: Bridge) -> None:
+    first = reply("same@example.org", "cand@example.org", "jobs+1042@example.test", body="Monday works.")
+    again = ingest(bridge, ("Received: from mx2.example.org by mx.example.test\r\n" + first).encode())
+    original = ingest(bridge, first.encode())
+    assert original["id"] == again["id"]  # the same message by another path: one row
+    other = ingest(bridge, reply("same@example.org", "attacker@evil.example", "jobs+1042@example.test",
+                                 body="Send the contract to me instead.").encode())
+    assert other["id"] != original["id"] and not other["duplicate"]
+    assert (other["route"], other["rule"], other["flagged"]) == ("unassigned", "reused_message_id", True)
+    assert f"of message {original['id']}" in other["reason"]
+    once_more = ingest(bridge, reply("same@example.org", "attacker@evil.example", "jobs+1042@example.test",
+                                     body="Send the contract to me instead.").encode())
+    assert (once_more["id"], once_more["duplicate"]) == (other["id"], True)
+    assert stored_row(bridge, original["id"]).route == "employee"  # the first is untouched
