@@ -98,16 +98,17 @@ def dedup_key(raw: bytes) -> tuple[str, str | None]:
 
 
 def content_fingerprint(raw: bytes) -> str:
-    """What makes two copies of a message the same one: its body and its From, Date and Subject. The trace
-    headers each path adds (Received, Delivered-To, Return-Path ...) and line endings are left out, so the
-    copy that came by SMTP and the one polled by IMAP agree."""
+    """What makes two copies of a message the same one: its body, its sender's address, Date and Subject. The
+    trace headers each path adds (Received, Delivered-To, Return-Path ...), display names and line endings
+    are left out, so the copy that came by SMTP and the one polled by IMAP agree."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
         head, _sep, body = raw.partition(b"\n\n")
     digest = hashlib.sha256()
     try:
         msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(head + b"\r\n\r\n")
-        values = [" ".join(str(msg.get(name, "")).split()) for name in ("from", "date", "subject")]
+        senders = [addr.lower() for _name, addr in getaddresses([str(msg.get("from", ""))])]
+        values = [",".join(senders), *(" ".join(str(msg.get(name, "")).split()) for name in ("date", "subject"))]
     except Exception:  # noqa: BLE001 - unreadable headers: the bytes alone
         values = [head.decode("utf-8", "replace")]
     for value in values:
