@@ -24,7 +24,9 @@ from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
 
 MAX_ATTEMPTS = 3
-LEASE = dt.timedelta(minutes=10)
+# A claim's lease: the sender renews it every LEASE / 3 while the message is in its hands, so a worker that
+# dies gives its claims up within LEASE, and a live one never loses them to another.
+LEASE = dt.timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,14 @@ def claim_batch(engine: Engine, limit: int = 20, busy: frozenset[int | None] = f
                                    _copy_state(alias, account)))
         session.expunge_all()
         return claimed
+
+
+def renew(engine: Engine, ids: list[int]) -> None:
+    """Extend the claims still in this worker's hands."""
+    if ids:
+        with session_scope(engine) as session:
+            session.exec(update(OutboundMessage).where(OutboundMessage.id.in_(ids), OutboundMessage.status == "sending")
+                         .values(claimed_until=utcnow() + LEASE))
 
 
 def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:

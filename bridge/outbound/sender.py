@@ -15,7 +15,7 @@ import logging
 import smtplib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -108,7 +108,8 @@ def send_due(engine: Engine, progress: Callable[[SendReport], None] | None = Non
     lanes: dict[int | None, Future[None]] = {}
     pools: dict[int | None, SmtpPool] = {}
     lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=MAX_LANES, thread_name_prefix="rb-send") as executor:
+    held = _Held(engine)
+    with ThreadPoolExecutor(max_workers=MAX_LANES, thread_name_prefix="rb-send") as executor, held:
         try:
             while True:
                 busy = frozenset(acct for acct, lane in lanes.items() if not lane.done())
@@ -121,9 +122,10 @@ def send_due(engine: Engine, progress: Callable[[SendReport], None] | None = Non
                         break
                     time.sleep(_pause(batch))
                     continue
+                held.add(c.id for c in batch)
                 for acct, items in _by_account(batch).items():
                     pool = pools.setdefault(acct, SmtpPool(engine))
-                    lanes[acct] = executor.submit(_lane, engine, pool, items, report, lock, progress)
+                    lanes[acct] = executor.submit(_lane, engine, pool, items, report, lock, progress, held)
         finally:
             wait(list(lanes.values()))
             for pool in pools.values():
@@ -132,6 +134,43 @@ def send_due(engine: Engine, progress: Callable[[SendReport], None] | None = Non
         lane.result()  # a lane's own bug surfaces here, after every other lane finished
     _note_accounts(engine, report)
     return report
+
+
+class _Held:
+    """The claims in this run's hands, renewed every LEASE / 3 by a thread of their own, so a slow server
+    never lets a claim run out under a live worker (claims.LEASE)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rb-send-leases", daemon=True)
+
+    def __enter__(self) -> _Held:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def add(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._ids.update(ids)
+
+    def done(self, claimed_id: int) -> None:
+        with self._lock:
+            self._ids.discard(claimed_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(claims.LEASE.total_seconds() / 3):
+            with self._lock:
+                ids = sorted(self._ids)
+            try:
+                claims.renew(self.engine, ids)
+            except Exception:  # noqa: BLE001 - the database failing: the lease runs out, another worker retries
+                log.warning("could not renew the claims on %d messages", len(ids), exc_info=True)
 
 
 def _pause(waiting: claims.Waiting | None) -> float:
@@ -148,7 +187,7 @@ def _by_account(batch: list[claims.Claimed]) -> dict[int | None, list[claims.Cla
 
 
 def _lane(engine: Engine, pool: SmtpPool, items: list[claims.Claimed], report: SendReport, lock: threading.Lock,
-          progress: Callable[[SendReport], None] | None) -> None:
+          progress: Callable[[SendReport], None] | None, held: _Held) -> None:
     """One account's share of a batch, in order, on its own connection."""
     unreachable: tuple[Failure, Diagnosis] | None = None
     for claimed in items:
@@ -157,6 +196,7 @@ def _lane(engine: Engine, pool: SmtpPool, items: list[claims.Claimed], report: S
             _record_failure(engine, claimed, *unreachable, one)
         else:
             unreachable = _send_one(engine, pool, claimed, one)
+        held.done(claimed.id)
         with lock:
             report.absorb(one)
             if progress:

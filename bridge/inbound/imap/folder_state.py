@@ -25,12 +25,12 @@ from bridge.inbound import raw_store
 from models import ImapFolderState, ImapServer, utcnow
 from models.db import session_scope
 
-LEASE = dt.timedelta(minutes=5)
+# A folder's lease: renewed every LEASE_RENEW_S by its live watcher, so a dead one's folder is taken over
+# within LEASE plus a standby watcher's look (bridge.inbound.imap.watch.STANDBY_S).
+LEASE = dt.timedelta(seconds=40)
+LEASE_RENEW_S = 10.0  # well inside LEASE, so a live poller never loses its folder
 
 log = logging.getLogger(__name__)
-
-
-LEASE_RENEW_S = 60.0  # well inside LEASE, so a live poller never loses its folder
 
 
 class LeaseLost(BridgeError):

@@ -51,6 +51,7 @@ IDLE_SLICE_S = 1.0  # idle_check() in slices this long, so `stop` is honoured wi
 # way we missed waits no longer than this (RFC 2177 would allow 29 minutes).
 IDLE_TIMEOUT_S = 30.0
 BACKOFF_INITIAL_S, BACKOFF_MAX_S = 1.0, 300.0
+STANDBY_S = 15.0  # how often a watcher whose folder another one holds looks whether that one died
 
 
 class Watcher:
@@ -82,7 +83,7 @@ class Watcher:
                     backoff = min(backoff * 2, self.backoff_max)
                 elif outcome == "standby":  # another poller holds the folder; look again later
                     self._drop(release=False)
-                    self.stop.wait(self.poll_interval)
+                    self.stop.wait(min(self.poll_interval, STANDBY_S))
                 else:
                     backoff = self.backoff_initial
         finally:

@@ -6,6 +6,7 @@ would; the poller is configured through the CLI like an administrator would do i
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import tracemalloc
@@ -283,6 +284,32 @@ def test_watch_sees_mail_announced_as_idle_begins(lite_bridge: Bridge, dovecot: 
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_dead_watchers_folder_is_taken_over_when_its_lease_runs_out(lite_bridge: Bridge, dovecot: Dovecot,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(folder_states, "LEASE", dt.timedelta(seconds=2))
+    monkeypatch.setattr(watch_module, "LEASE_RENEW_S", 0.5)
+    monkeypatch.setattr(watch_module, "STANDBY_S", 0.5)
+    server_id = add_poller(lite_bridge, dovecot, monkeypatch)
+    first_stop, second_stop = threading.Event(), threading.Event()
+    first = threading.Thread(target=watch, args=(lite_bridge.engine(), server_id, "first", first_stop))
+    first.start()
+    wait_for(lambda: folder_state_or_none(lite_bridge, "lease_owner") == "first", 5, "the first watcher's lease")
+    second = threading.Thread(target=watch, args=(lite_bridge.engine(), server_id, "second", second_stop))
+    second.start()  # in standby while the first holds the folder
+    try:
+        with monkeypatch.context() as crash:  # the first dies: it neither renews nor releases its lease
+            crash.setattr(watch_module, "release_lease", lambda *args, **kwargs: None)
+            first_stop.set()
+            first.join(5)
+        died = time.monotonic()
+        deliver(dovecot, [candidate(1)])
+        wait_for(lambda: stored_count(lite_bridge)[0] == 1, 8, "the message taken by the second watcher")
+        assert folder_state(lite_bridge).lease_owner == "second" and time.monotonic() - died < 6
+    finally:
+        second_stop.set()
+        second.join(5)
 
 
 def test_watch_falls_back_to_polling_without_idle(lite_bridge: Bridge, tmp_path: Path,
