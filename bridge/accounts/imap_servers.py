@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bridge import crypto
-from bridge.accounts.servers import ServerFields, no_password_with_oauth, unique_name, use_oauth
+from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_with_oauth, unique_name, use_oauth
 from bridge.accounts.validation import about, check_name
-from bridge.errors import FieldError, NotFound
+from bridge.errors import FieldError
 from models import ImapServer
 
 # Names servers commonly give the Sent folder; polling one of them would route our own mail back in.
@@ -96,14 +96,8 @@ def _save_imap(session: Session, server: ImapServer, fields: ServerFields, sent_
 
 
 def get_imap(session: Session, name: str) -> ImapServer:
-    server = session.exec(select(ImapServer).where(ImapServer.name == name)).first()
-    if server is None:
-        raise NotFound(f"no IMAP server named {name!r}")
-    return server
+    return by_name(session, ImapServer, name, "IMAP server")
 
 
 def imap_by_id(session: Session, server_id: int) -> ImapServer:
-    server = session.get(ImapServer, server_id)
-    if server is None:
-        raise NotFound(f"no IMAP server with id {server_id}")
-    return server
+    return by_id(session, ImapServer, server_id, "IMAP server")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlmodel import Session, select
 
@@ -17,7 +18,7 @@ from bridge.accounts.validation import (
     check_security,
     check_timeout,
 )
-from bridge.errors import FieldError
+from bridge.errors import FieldError, NotFound
 from bridge.input_checks import refuse_line_breaks
 from bridge.net import setup_hints
 from models import ImapServer, SmtpAccount
@@ -112,3 +113,21 @@ def use_oauth(session: Session, account: SmtpAccount | ImapServer, client_name: 
     session.add(account)
     session.flush()
     return account
+
+
+Server = TypeVar("Server", SmtpAccount, ImapServer)
+
+
+def by_name(session: Session, model: type[Server], name: str, what: str) -> Server:
+    """The account or server called `name`, or NotFound naming what was looked for."""
+    found = session.exec(select(model).where(model.name == name)).first()
+    if found is None:
+        raise NotFound(f"no {what} named {name!r}")
+    return found
+
+
+def by_id(session: Session, model: type[Server], record_id: int, what: str) -> Server:
+    found = session.get(model, record_id)
+    if found is None:
+        raise NotFound(f"no {what} with id {record_id}")
+    return found

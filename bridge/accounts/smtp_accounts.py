@@ -6,8 +6,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from bridge import crypto
-from bridge.accounts.servers import ServerFields, no_password_with_oauth, unique_name, use_oauth
-from bridge.errors import NotFound
+from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_with_oauth, unique_name, use_oauth
 from models import SmtpAccount
 
 
@@ -50,17 +49,11 @@ def _save_smtp(session: Session, account: SmtpAccount, fields: ServerFields, is_
 
 
 def get_smtp(session: Session, name: str) -> SmtpAccount:
-    account = session.exec(select(SmtpAccount).where(SmtpAccount.name == name)).first()
-    if account is None:
-        raise NotFound(f"no SMTP account named {name!r}")
-    return account
+    return by_name(session, SmtpAccount, name, "SMTP account")
 
 
 def smtp_by_id(session: Session, account_id: int) -> SmtpAccount:
-    account = session.get(SmtpAccount, account_id)
-    if account is None:
-        raise NotFound(f"no SMTP account with id {account_id}")
-    return account
+    return by_id(session, SmtpAccount, account_id, "SMTP account")
 
 
 def default_smtp(session: Session) -> SmtpAccount | None:
