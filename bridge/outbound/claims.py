@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import ColumnElement, and_, case, or_, update
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bridge import portal
 from bridge.accounts import smtp_accounts
@@ -61,6 +61,20 @@ def _copy_state(alias: Alias | None, account: SmtpAccount | None) -> str:
     return "skipped" if account.provider_files_sent else "pending"
 
 
+def _not_through(session: Session, busy: frozenset[int | None]) -> list[ColumnElement[bool]]:
+    """SQL conditions leaving out the mail of the accounts in `busy`, in the query itself (however much of
+    theirs is due first). The account as account_for_alias picks it: the alias's own for a person's mail,
+    else the database-wide one."""
+    if not busy:
+        return []
+    default = smtp_accounts.default_smtp(session)
+    account = case((and_(Alias.smtp_account_id.is_not(None), OutboundMessage.automated.is_(False)),
+                    Alias.smtp_account_id), else_=default.id if default else None)
+    ids = [a for a in busy if a is not None]
+    conditions = [or_(account.is_(None), account.not_in(ids))] if ids else []
+    return conditions + ([account.is_not(None)] if None in busy else [])
+
+
 def claim_batch(engine: Engine, limit: int = 20, busy: frozenset[int | None] = frozenset()
                 ) -> list[Claimed] | Waiting | None:
     """Claim up to `limit` due messages, oldest first, at most one per rate-limited alias, none through the
@@ -75,20 +89,15 @@ def claim_batch(engine: Engine, limit: int = 20, busy: frozenset[int | None] = f
     taken_ids: list[int] = []
     held_aliases: set[int] = set()
     with session_scope(engine) as session:
-        default = smtp_accounts.default_smtp(session)
         candidates = session.exec(
-            select(OutboundMessage.id, OutboundMessage.alias_id, Alias.next_send_at, Alias.delay_ms,
-                   Alias.smtp_account_id, OutboundMessage.automated)
+            select(OutboundMessage.id, OutboundMessage.alias_id, Alias.next_send_at, Alias.delay_ms)
             .join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
-            .where(_due(now)).order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit * 3 + 100)
+            .where(_due(now), *_not_through(session, busy))
+            .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit * 3)
         ).all()
-        for message_id, alias_id, next_send_at, delay_ms, alias_account, automated in candidates:
+        for message_id, alias_id, next_send_at, delay_ms in candidates:
             if len(taken_ids) == limit:
                 break
-            # the account as account_for_alias picks it: the alias's own for a person's mail, else the default
-            account_id = alias_account if alias_account and not automated else (default.id if default else None)
-            if account_id in busy:
-                continue
             if next_send_at is not None and next_send_at > now:
                 earliest = min(earliest or next_send_at, next_send_at)
                 continue

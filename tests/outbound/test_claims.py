@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 
 from bridge.outbound import claims, sender
 from tests.helpers.bridge import Bridge
@@ -51,3 +52,21 @@ def test_a_dead_workers_claims_are_taken_over_when_their_lease_runs_out(
     assert sender.send_due(bridge.engine()).sent == 0  # its lease still holds
     time.sleep(1.2)
     assert sender.send_due(bridge.engine()).sent == 1 and len(peer.received) == 1
+
+
+def test_a_busy_accounts_backlog_does_not_hide_the_others_mail(bridge: Bridge, smtp_peer: Callable[..., SmtpPeer],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The busy account is left out in the query itself: 200 of its messages due first hide nothing."""
+    peer = smtp_peer("accept")
+    for n, name in ((2001, "busy"), (2002, "free")):
+        add_account(bridge, peer.host, peer.port, monkeypatch, name=name)
+        bridge.run("employee", "add", "--number", str(n), "--name", f"E{n}", "--email", f"e{n}@example.test")
+        bridge.run("alias", "add", "--employee", str(n), "--description", f"E{n}", "--display-name", f"E{n}",
+                   "--from", f"e{n}@example.test", "--smtp", name)
+    for n in range(200):
+        bridge.run("send", "--employee", "2001", "--to", f"b{n}@example.org", "--subject", "S", "--body", "B")
+    bridge.run("send", "--employee", "2002", "--to", "f@example.org", "--subject", "S", "--body", "B")
+    with bridge.engine().connect() as conn:
+        busy_id = conn.execute(text("SELECT id FROM smtp_account WHERE name = 'busy'")).scalar_one()
+    claimed = claims.claim_batch(bridge.engine(), busy=frozenset({busy_id}))
+    assert [c.to_addr for c in claimed] == ["f@example.org"]
