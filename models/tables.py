@@ -213,9 +213,8 @@ class InboundMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str = Field(unique=True, index=True, max_length=998)
     message_id: str | None = Field(default=None, index=True, max_length=998)
-    # what makes two copies the same message (bridge.inbound.parse.content_fingerprint); a different message
-    # under a known Message-ID is stored apart with dedup_key "MESSAGE-ID CONTENT-HASH"
-    content_hash: str | None = Field(default=None, max_length=64)
+    # a different message under a known Message-ID is stored apart with dedup_key "MESSAGE-ID FINGERPRINT"
+    # (bridge.inbound.parse.content_fingerprint, made from the raw bytes when a Message-ID is met again)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     size: int
     source: str  # smtp | imap | pipe

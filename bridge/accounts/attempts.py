@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, case, delete, or_, update
+from sqlalchemy import case, delete, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -32,7 +32,8 @@ def wait_before(session: Session, key: str, free: int) -> float:
     counted = session.exec(update(AuthThrottle).where(
         AuthThrottle.key == key,
         or_(forgiven, AuthThrottle.blocked_until.is_(None), AuthThrottle.blocked_until <= now))
-        .values(failures=_next_count(forgiven), last_at=now).returning(AuthThrottle.failures)).first()
+        .values(failures=case((forgiven, 1), else_=AuthThrottle.failures + 1), last_at=now)
+        .returning(AuthThrottle.failures)).first()
     if counted is None:  # still waiting out an earlier failure
         until = session.exec(select(AuthThrottle.blocked_until).where(AuthThrottle.key == key)).one()
         return max(1.0, (aware(until) - now).total_seconds())
@@ -40,10 +41,6 @@ def wait_before(session: Session, key: str, free: int) -> float:
         wait = min(dt.timedelta(seconds=2 ** (counted[0] - free)), MAX_WAIT)
         session.exec(update(AuthThrottle).where(AuthThrottle.key == key).values(blocked_until=now + wait))
     return 0.0
-
-
-def _next_count(forgiven):  # noqa: ANN001, ANN202 - SQL expressions
-    return case((forgiven, 1), else_=AuthThrottle.failures + 1)
 
 
 def blocked_for(session: Session, key: str) -> float:
@@ -58,4 +55,4 @@ def failed(session: Session, key: str, free: int) -> None:
 
 
 def succeeded(session: Session, *keys: str) -> None:
-    session.exec(delete(AuthThrottle).where(and_(AuthThrottle.key.in_(keys))))
+    session.exec(delete(AuthThrottle).where(AuthThrottle.key.in_(keys)))

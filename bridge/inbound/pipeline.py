@@ -66,7 +66,7 @@ def decide(session: Session, row: InboundMessage, settings: portal.PortalSetting
 
 def _first_under_its_message_id(session: Session, row: InboundMessage) -> int | None:
     """The message first stored under this row's Message-ID, when this row is a different one stored apart
-    (bridge.inbound.raw_store: dedup key "MESSAGE-ID CONTENT-HASH")."""
+    (bridge.inbound.raw_store: dedup key "MESSAGE-ID FINGERPRINT")."""
     if not row.message_id or row.dedup_key == row.message_id or row.dedup_key.startswith("sha256:"):
         return None
     return session.exec(select(InboundMessage.id).where(InboundMessage.dedup_key == row.message_id)).first()

@@ -63,30 +63,28 @@ def _store(engine: Engine, items: list[Incoming], keys: list[tuple[str, str | No
     """One SELECT for the keys already stored and one multi-row INSERT (ORM objects cost 0.5 ms each).
 
     A known Message-ID is a duplicate only with the same content (parse.content_fingerprint); a different
-    message under it is stored apart, keyed by both, and routed to Unassigned with that reason."""
+    message under it is stored apart, keyed by both, and routed to Unassigned with that reason. Contents are
+    compared only when a Message-ID is met again, so a new message costs no fingerprint."""
     now = utcnow()
-    prints = [content_fingerprint(item.raw) if mid else None for item, (_key, mid) in zip(items, keys, strict=True)]
     with session_scope(engine) as session:
         if also is not None:
             also(session)  # first: on SQLite this takes the write lock before anything is read
-        wanted = {key for key, _mid in keys} | {_apart(mid, fp) for (_k, mid), fp in zip(keys, prints, strict=True)
-                                                if mid and fp}
-        found = {k: (i, h) for k, i, h in session.exec(select(InboundMessage.dedup_key, InboundMessage.id,
-                                                              InboundMessage.content_hash)
-                                                       .where(InboundMessage.dedup_key.in_(list(wanted)))).all()}
+        found = _lookup(session, {key for key, _mid in keys})
         rows: dict[str, dict[str, object]] = {}
         final: list[str] = []
-        for item, (key, mid), fp in zip(items, keys, prints, strict=True):
-            known = _content_of(session, key, found, rows) if mid and fp else None
-            if known is not None and known != fp:  # a known Message-ID with other content: a message of its own
-                key = _apart(mid, fp)
+        for item, (key, mid) in zip(items, keys, strict=True):
+            if mid and (key in found or key in rows):
+                fingerprint = content_fingerprint(item.raw)
+                if _stored_content(session, key, found, rows) != fingerprint:  # a message of its own, kept apart
+                    key = _apart(mid, fingerprint)
+                    found.update(_lookup(session, {key}))
             final.append(key)
             if key not in found and key not in rows:  # the table's column defaults fill the rest
-                rows[key] = {"dedup_key": key, "message_id": mid, "content_hash": fp, "raw": item.raw,
+                rows[key] = {"dedup_key": key, "message_id": mid, "raw": item.raw,
                              "size": len(item.raw), "source": item.source,
                              "envelope_from": storable(item.envelope_from),
                              "envelope_to": json.dumps([storable(a) for a in item.envelope_to]), "received_at": now}
-        ids = {k: i for k, (i, _h) in found.items()}
+        ids = dict(found)
         if rows:
             session.execute(insert(InboundMessage.__table__), list(rows.values()))
             ids.update(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
@@ -99,24 +97,21 @@ def _store(engine: Engine, items: list[Incoming], keys: list[tuple[str, str | No
         return stored
 
 
+def _lookup(session: Session, keys: set[str]) -> dict[str, int]:
+    """Stored rows' ids by dedup key."""
+    return dict(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
+                             .where(InboundMessage.dedup_key.in_(list(keys)))).all())
+
+
 def _apart(mid: str, fingerprint: str) -> str:
     return f"{mid[:900]} {fingerprint}"
 
 
-def _content_of(session: Session, key: str, found: dict[str, tuple[int, str | None]],
-                rows: dict[str, dict[str, object]]) -> str | None:
-    """The content fingerprint of what is stored (or about to be) under `key`; None when nothing is. Rows
-    stored before fingerprints were kept get theirs from their raw bytes."""
+def _stored_content(session: Session, key: str, found: dict[str, int], rows: dict[str, dict[str, object]]) -> str:
+    """The content fingerprint of what is stored (or about to be) under `key`, from its raw bytes."""
     if key in rows:
-        return rows[key]["content_hash"]  # type: ignore[return-value]
-    if key not in found:
-        return None
-    inbound_id, known = found[key]
-    if known is None:
-        raw = session.exec(select(InboundMessage.raw).where(InboundMessage.id == inbound_id)).one()
-        known = content_fingerprint(raw)
-        found[key] = (inbound_id, known)
-    return known
+        return content_fingerprint(rows[key]["raw"])  # type: ignore[arg-type]
+    return content_fingerprint(session.exec(select(InboundMessage.raw).where(InboundMessage.id == found[key])).one())
 
 
 def store(engine: Engine, item: Incoming) -> Stored:
