@@ -1,14 +1,17 @@
 """APPEND a message to an IMAP folder exactly once: a retry first searches for its Message-ID.
 
 Used for Sent-folder copies and for delivering replies into a recruiter's INBOX, which share the
-server loading, the connection with a hint on failure, and the retry backoff kept here.
+server loading, the connection with a hint on failure, the retry backoff and the lanes kept here: each
+server's appends run on a connection and a thread of their own, so a hung server holds only its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from imapclient import IMAPClient
 from sqlalchemy.engine import Engine
@@ -20,6 +23,11 @@ from models import ImapServer
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
+
+MAX_LANES = 8  # servers appended to at once
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 def already_there(client: IMAPClient, folder: str, message_id: str) -> bool:
@@ -60,3 +68,11 @@ def connect(server: ImapServer, bearer: Callable[[], Bearer | None]) -> tuple[IM
         return None, f"{server.name}: {diagnose(failure, endpoint_of(server)).hint}"
     except BridgeError as err:
         return None, str(err)
+
+
+def per_server(groups: dict[K, list[T]], lane: Callable[[K, list[T]], int]) -> int:
+    """`lane(server_id, items)` for every group, up to MAX_LANES at once; the sum of what they return."""
+    if len(groups) <= 1:
+        return sum(lane(key, items) for key, items in groups.items())
+    with ThreadPoolExecutor(max_workers=min(MAX_LANES, len(groups)), thread_name_prefix="rb-append") as pool:
+        return sum(pool.map(lambda group: lane(*group), groups.items()))

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, case, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bridge import portal
+from bridge import leases, portal
 from bridge.accounts import smtp_accounts
 from bridge.net.diagnosis import Diagnosis, Failure
 from bridge.ops.webhooks import outbox
@@ -24,9 +24,9 @@ from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
 
 MAX_ATTEMPTS = 3
-# A claim's lease: the sender renews it every LEASE / 3 while the message is in its hands, so a worker that
+# A claim's lease: the sender renews it while the message is in its hands (bridge.leases), so a worker that
 # dies gives its claims up within LEASE, and a live one never loses them to another.
-LEASE = dt.timedelta(seconds=60)
+LEASE = leases.LEASE
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ import logging
 import smtplib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from bridge import leases
 from bridge.errors import SIGN_IN_NEEDED, ConfigError, NeedsSignIn
 from bridge.net.connections import StageError, endpoint_of, with_local_address
 from bridge.net.diagnosis import Diagnosis, Failure, diagnose, failure_from_exception
@@ -108,7 +109,7 @@ def send_due(engine: Engine, progress: Callable[[SendReport], None] | None = Non
     lanes: dict[int | None, Future[None]] = {}
     pools: dict[int | None, SmtpPool] = {}
     lock = threading.Lock()
-    held = _Held(engine)
+    held = leases.Keeper(lambda ids: claims.renew(engine, ids), "outbound claims", claims.LEASE)
     with ThreadPoolExecutor(max_workers=MAX_LANES, thread_name_prefix="rb-send") as executor, held:
         try:
             while True:
@@ -136,43 +137,6 @@ def send_due(engine: Engine, progress: Callable[[SendReport], None] | None = Non
     return report
 
 
-class _Held:
-    """The claims in this run's hands, renewed every LEASE / 3 by a thread of their own, so a slow server
-    never lets a claim run out under a live worker (claims.LEASE)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._ids: set[int] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rb-send-leases", daemon=True)
-
-    def __enter__(self) -> _Held:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def add(self, ids: Iterable[int]) -> None:
-        with self._lock:
-            self._ids.update(ids)
-
-    def done(self, claimed_id: int) -> None:
-        with self._lock:
-            self._ids.discard(claimed_id)
-
-    def _run(self) -> None:
-        while not self._stop.wait(claims.LEASE.total_seconds() / 3):
-            with self._lock:
-                ids = sorted(self._ids)
-            try:
-                claims.renew(self.engine, ids)
-            except Exception:  # noqa: BLE001 - the database failing: the lease runs out, another worker retries
-                log.warning("could not renew the claims on %d messages", len(ids), exc_info=True)
-
-
 def _pause(waiting: claims.Waiting | None) -> float:
     if waiting is None:
         return MAX_RATE_WAIT_S
@@ -187,7 +151,7 @@ def _by_account(batch: list[claims.Claimed]) -> dict[int | None, list[claims.Cla
 
 
 def _lane(engine: Engine, pool: SmtpPool, items: list[claims.Claimed], report: SendReport, lock: threading.Lock,
-          progress: Callable[[SendReport], None] | None, held: _Held) -> None:
+          progress: Callable[[SendReport], None] | None, held: leases.Keeper) -> None:
     """One account's share of a batch, in order, on its own connection."""
     unreachable: tuple[Failure, Diagnosis] | None = None
     for claimed in items:

@@ -1,8 +1,10 @@
 """Filing the exact bytes we sent in the alias's IMAP Sent folder, once.
 
-An append is claimed (attempt counted and committed) before the IMAP APPEND, so after a crash the
-next try knows it is a retry and first searches the folder for the Message-ID: nothing is filed
-twice. Failures back off and give up as `failed` after a few tries; the SMTP send is never undone.
+An append is claimed (attempt counted and committed, under a lease its live holder renews) before the
+IMAP APPEND, so after a crash the next try knows it is a retry and first searches the folder for the
+Message-ID: nothing is filed twice, and a dead holder's appends are taken over within the lease.
+Each server is appended to in a lane of its own (imap_append.per_server). Failures back off and give
+up as `failed` after a few tries; the SMTP send is never undone.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from bridge import leases
 from bridge.accounts.oauth.tokens import bearer_for
 from bridge.errors import BridgeError
 from bridge.net.connections import endpoint_of, logout_quietly
 from bridge.net.diagnosis import diagnose, failure_from_exception
-from bridge.net.imap_append import append_once, connect, detached_server, retry_at
+from bridge.net.imap_append import append_once, connect, detached_server, per_server, retry_at
 from models import Alias, OutboundMessage, utcnow
 from models.db import session_scope
 
 MAX_APPEND_ATTEMPTS = 5
-LEASE = dt.timedelta(minutes=10)
+LEASE = leases.LEASE
 
 
 class FolderNotFound(BridgeError):
@@ -96,35 +99,59 @@ def _record(engine: Engine, outbound_id: int, state: str, error: str | None = No
         session.add(m)
 
 
+def renew(engine: Engine, ids: list[int]) -> None:
+    """Extend the leases on appends still in this process's hands."""
+    with session_scope(engine) as session:
+        session.exec(update(OutboundMessage)
+                     .where(OutboundMessage.id.in_(ids), OutboundMessage.sent_folder == "pending")
+                     .values(sent_folder_next_at=utcnow() + LEASE))
+
+
 def run(engine: Engine) -> int:
-    """Do every due Sent-folder append; returns how many were filed."""
+    """Do every due Sent-folder append, a lane per server; returns how many were filed."""
+    claimed = claim(engine)
+    with leases.Keeper(lambda ids: renew(engine, ids), "Sent-folder appends", LEASE) as held:
+        held.add(item.id for items in claimed.values() for item in items)
+        return per_server(claimed, lambda server_id, items: _file(engine, server_id, items, held))
+
+
+def _finish(engine: Engine, held: leases.Keeper, item: Pending, state: str, error: str | None = None) -> None:
+    held.done(item.id)
+    _record(engine, item.id, state, error)
+
+
+def _file(engine: Engine, server_id: int | None, items: list[Pending], held: leases.Keeper) -> int:
+    """One server's appends on one connection; how many were filed."""
+    server = detached_server(engine, server_id)
+    if server is None:  # the alias was unlinked (or the server removed) after the send
+        for item in items:
+            _finish(engine, held, item, "failed", "the alias is no longer linked to an IMAP server")
+        return 0
+    client, why = connect(server, lambda: bearer_for(engine, server))
+    if client is None:
+        for item in items:
+            _finish(engine, held, item, "retry", why)
+        return 0
     filed = 0
-    for server_id, items in claim(engine).items():
-        server = detached_server(engine, server_id)
-        if server is None:  # the alias was unlinked (or the server removed) after the send
-            for item in items:
-                _record(engine, item.id, "failed", "the alias is no longer linked to an IMAP server")
-            continue
-        client, why = connect(server, lambda server=server: bearer_for(engine, server))
-        if client is None:
-            for item in items:
-                _record(engine, item.id, "retry", why)
-            continue
+    try:
         try:
             folder = find_sent_folder(client, server.sent_folder)
+        except Exception as exc:  # noqa: BLE001 - no folder (or no answer): every append waits for its retry
+            why = str(exc) if isinstance(exc, FolderNotFound) else diagnose(
+                failure_from_exception(exc, "append"), endpoint_of(server)).hint
             for item in items:
-                try:
-                    append_once(client, folder, item.message_id, item.raw, item.sent_at, retry=item.retry,
-                                flags=[b"\\Seen"])
-                except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried
-                    diag = diagnose(failure_from_exception(exc, "append"), endpoint_of(server))
-                    _record(engine, item.id, "retry", f"APPEND to {folder} failed: {diag.hint}")
-                else:
-                    _record(engine, item.id, "appended")
-                    filed += 1
-        except FolderNotFound as err:
-            for item in items:
-                _record(engine, item.id, "retry", str(err))
-        finally:
-            logout_quietly(client)
+                _finish(engine, held, item, "retry", why)
+            return 0
+        for item in items:
+            try:
+                append_once(client, folder, item.message_id, item.raw, item.sent_at, retry=item.retry,
+                            flags=[b"\\Seen"])
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried
+                diag = diagnose(failure_from_exception(exc, "append"), endpoint_of(server))
+                _finish(engine, held, item, "retry", f"APPEND to {folder} failed: {diag.hint}")
+            else:
+                _finish(engine, held, item, "appended")
+                filed += 1
+    finally:
+        logout_quietly(client)
     return filed

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
+import time
 
 import pytest
 from sqlmodel import Session, select
@@ -80,6 +82,21 @@ def test_imap_delivery_appends_to_the_inbox_once(lite_bridge: Bridge, dovecot: D
         s.add(row)
         s.commit()
     lite_bridge.run("worker", "--once")
+    assert len(dovecot.folder_messages("INBOX")) == 1
+
+
+@needs_dovecot
+def test_a_dead_deliverers_hand_offs_are_taken_over_once_their_lease_runs_out(
+        lite_bridge: Bridge, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imap, "LEASE", dt.timedelta(seconds=1))
+    add_imap(lite_bridge, dovecot, monkeypatch)
+    add_alias(lite_bridge, smtp=None, imap="mailbox")
+    lite_bridge.run("employee", "set-delivery", "1042", "imap")
+    ingest_json(lite_bridge, reply("in3@example.org", "cand@example.org", "jobs+1042@example.test"))
+    assert sum(map(len, imap._claim(lite_bridge.engine()).values())) == 1  # then its holder dies
+    assert imap.run(lite_bridge.engine()) == 0  # the lease still holds
+    time.sleep(1.2)
+    assert imap.run(lite_bridge.engine()) == 1
     assert len(dovecot.folder_messages("INBOX")) == 1
 
 

@@ -429,3 +429,28 @@ def test_a_target_refused_now_is_not_posted_to(lite_bridge: Bridge, receiver: Re
     assert refused["status"] == "pending"
     assert refused["last_error"].startswith("refused: 127.0.0.1 is a loopback or private address")
     assert receiver.got == []
+
+
+def test_a_slow_receiver_keeps_its_claim_and_a_dead_deliverers_is_taken_over(
+        lite_bridge: Bridge, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leases (bridge.leases): renewed while the POST runs, free again once their holder stopped renewing."""
+    monkeypatch.setattr(dispatch, "LEASE", dt.timedelta(seconds=1.2))  # renewed every 0.4 s while held
+    add_hook(lite_bridge, receiver.url)
+    engine = lite_bridge.engine()
+    with session_scope(engine) as s:
+        slow_id = outbox.emit(s, "outbound.sent", {"n": 1})
+    receiver.answers = [2.5]  # answers after twice the lease: a lease not renewed would have run out
+    first = threading.Thread(target=dispatch.deliver_due, args=(engine,), kwargs={"timeout": 10})
+    first.start()
+    time.sleep(1.8)
+    assert dispatch.claim(engine) == [], "a second deliverer took a delivery whose holder was still posting it"
+    first.join(10)
+    assert [g.event_id for g in receiver.events()] == [deliveries(lite_bridge)[0]["event_id"]]
+
+    with session_scope(engine) as s:
+        outbox.emit(s, "outbound.sent", {"n": 2})
+    [dead] = dispatch.claim(engine)  # claimed, then its deliverer dies: nobody renews
+    assert dispatch.deliver_due(engine) == 0  # its lease still holds
+    time.sleep(1.3)
+    assert dispatch.deliver_due(engine) == 1
+    assert len(receiver.events()) == 2 and dead.id != slow_id

@@ -3,6 +3,8 @@ r"""The Sent folder copy, against a real Dovecot: exact bytes, \Seen, once, even
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,49 @@ def test_alias_unlinked_after_the_send_fails_the_copy_with_a_reason(lite_bridge:
     entry = only_entry(lite_bridge)
     assert (entry["status"], entry["sent_folder"]) == ("sent", "failed")
     assert "no longer linked" in entry["sent_folder_error"]
+
+
+def test_a_dead_appenders_copies_are_taken_over_once_their_lease_runs_out(
+        lite_bridge: Bridge, smtp_peer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    monkeypatch.setattr(sent_folder, "LEASE", dt.timedelta(seconds=1))
+    linked_sender(lite_bridge, smtp_peer, dovecot, monkeypatch)
+    send(lite_bridge)
+    sender.send_due(lite_bridge.engine())
+    assert sum(map(len, sent_folder.claim(lite_bridge.engine()).values())) == 1  # then its holder dies
+    assert sent_folder.run(lite_bridge.engine()) == 0  # the lease still holds
+    time.sleep(1.2)
+    assert sent_folder.run(lite_bridge.engine()) == 1
+    assert len(dovecot.folder_messages("Sent")) == 1 and only_entry(lite_bridge)["sent_folder"] == "appended"
+
+
+def test_a_hung_imap_server_holds_only_its_own_copies(lite_bridge: Bridge, smtp_peer, dovecot: Dovecot,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each server is appended to in a lane of its own: the working server's copy is filed while the hung one's
+    connection still waits for a greeting."""
+    hung_timeout = 10.0
+    linked_sender(lite_bridge, smtp_peer, dovecot, monkeypatch)
+    hung = smtp_peer("silent")  # accepts the connection, never says a word
+    lite_bridge.run("imap", "add", "hung", "--host", hung.host, "--port", str(hung.port), "--security", "none",
+                    "--username", "u", "--password-env", "RB_IMAP_PW", "--timeout", str(hung_timeout))
+    lite_bridge.run("employee", "add", "--number", "2001", "--name", "Bo", "--email", "bo@example.test")
+    lite_bridge.run("alias", "add", "--employee", "2001", "--description", "Bo jobs", "--display-name", "Bo",
+                    "--from", "bo@example.test", "--smtp", "main", "--imap", "hung")
+    lite_bridge.run("send", "--employee", "2001", "--to", "c1@example.org", "--subject", "Hi", "--body", "Hello")
+    send(lite_bridge)  # queued after the hung server's copy
+    sender.send_due(lite_bridge.engine())
+    filed: list[int] = []
+    worker = threading.Thread(target=lambda: filed.append(sent_folder.run(lite_bridge.engine())))
+    started = time.monotonic()
+    worker.start()
+    while not dovecot.folder_messages("Sent") and time.monotonic() - started < hung_timeout - 3:
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    assert len(dovecot.folder_messages("Sent")) == 1, "the working server's copy waited for the hung server"
+    assert took < hung_timeout - 3 and worker.is_alive()
+    worker.join(hung_timeout * 2)
+    assert filed == [1]
+    states = {e["to"]: (e["sent_folder"], e["sent_folder_error"]) for e in lite_bridge.json("log")}
+    assert states["cand@example.org"] == ("appended", None)
+    assert states["c1@example.org"][0] == "pending" and "hung" in states["c1@example.org"][1]

@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge import portal
+from bridge import leases, portal
 from bridge.crypto import decrypt
 from bridge.errors import ConfigError
 from bridge.ops.webhooks.outbox import TEST_EVENT
@@ -55,7 +55,7 @@ PARALLEL = 8  # concurrent POSTs: a receiver that does not answer costs one time
 CLAIM_ROUNDS = 3
 
 
-LEASE = dt.timedelta(minutes=5)  # longer than a batch takes; a claim whose deliverer died is taken again
+LEASE = leases.LEASE  # renewed while the POST runs; a claim whose deliverer died is taken again
 
 
 USER_AGENT = "replybridge-webhooks"
@@ -202,14 +202,27 @@ def _private_allowed(engine: Engine) -> bool:
         return portal.load(session).webhook_private_targets
 
 
+def renew(engine: Engine, ids: list[int]) -> None:
+    """Extend the claims on deliveries still in this deliverer's hands."""
+    with session_scope(engine) as session:
+        session.exec(update(WebhookDelivery).where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending",
+                                                   WebhookDelivery.claimed_until.is_not(None))
+                     .values(claimed_until=utcnow() + LEASE).execution_options(synchronize_session=False))
+
+
 def _deliver(engine: Engine, client: httpx.Client, batch: list[Claimed], parallel: int) -> int:
     allow_private = _private_allowed(engine)
+    with leases.Keeper(lambda ids: renew(engine, ids), "webhook deliveries", LEASE) as held:
+        held.add(claimed.id for claimed in batch)
 
-    def one(claimed: Claimed) -> bool:
-        return record(engine, claimed, post(client, claimed, allow_private)) == "delivered"
+        def one(claimed: Claimed) -> bool:
+            outcome = post(client, claimed, allow_private)
+            held.done(claimed.id)
+            return record(engine, claimed, outcome) == "delivered"
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(batch))), thread_name_prefix="rb-webhook") as pool:
-        return sum(pool.map(one, batch))
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(batch))),
+                                thread_name_prefix="rb-webhook") as pool:
+            return sum(pool.map(one, batch))
 
 
 def deliver_due(engine: Engine, limit: int = BATCH, timeout: float = TIMEOUT_S, parallel: int = PARALLEL) -> int:
@@ -239,6 +252,6 @@ def deliver_now(engine: Engine, delivery_id: int, timeout: float = TIMEOUT_S) ->
     if not batch:
         return None
     with _client(timeout) as client:
-        record(engine, batch[0], post(client, batch[0], _private_allowed(engine)))
+        _deliver(engine, client, batch, 1)
     with session_scope(engine) as session:
         return session.get(WebhookDelivery, delivery_id)
