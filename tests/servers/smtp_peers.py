@@ -95,6 +95,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    connection: int = 0  # the serial of the connection it came on (1, 2, ...)
 
 
 class SmtpPeer:
@@ -107,6 +108,8 @@ class SmtpPeer:
         self.received: list[Received] = []
         self.oauth_attempts: list[OAuthAttempt] = []
         self._connections = 0
+        self._serials = 0
+        self.quit_on: set[int] = set()  # the connections that ended with QUIT
         self._lock = threading.Lock()
         self._stopper: Callable[[], None] = lambda: None
         self._stopped = False
@@ -120,6 +123,18 @@ class SmtpPeer:
     def _count_connection(self) -> None:
         with self._lock:
             self._connections += 1
+
+    def _next_serial(self) -> int:
+        with self._lock:
+            self._serials += 1
+            return self._serials
+
+    def unfinished(self, item: Received) -> bool:
+        """Whether `item` was the last message of a connection that ended without QUIT: its sender may have
+        died before it read (or recorded) the 250, so sending it again is what RFC 5321 (section 6.1) expects."""
+        with self._lock:
+            later = [r for r in self.received if r.connection == item.connection]
+            return later[-1] is item and item.connection not in self.quit_on
 
     def _reset_connections(self) -> None:
         with self._lock:
@@ -171,6 +186,7 @@ class _PeerSMTP(SMTP):
         super().__init__(handler, auth_required=False, **kwargs)
         self._auth_required = auth_required
         self.peer_handler = handler
+        self.serial = 0  # set when the connection is made (SmtpPeer._next_serial)
         self.auth_fails: bool | None = None  # decided once per connection (see _Handler.authenticate)
         self.rcpt_decision: tuple[Envelope, bool] | None = None
 
@@ -178,6 +194,7 @@ class _PeerSMTP(SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:
+            self.serial = self.peer_handler.peer._next_serial()
             self.peer_handler.live.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -281,8 +298,14 @@ class _Handler:
         if raw is None:
             content = envelope.content
             raw = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content or b""
-        self.peer._record(Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw))
+        self.peer._record(Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw,
+                                   getattr(server, "serial", 0)))
         return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.peer._lock:
+            self.peer.quit_on.add(getattr(server, "serial", 0))
+        return "221 Bye"
 
 
 class _OAuthHandler(_Handler):
