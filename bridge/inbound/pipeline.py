@@ -174,16 +174,16 @@ def route_stored(engine: Engine, inbound_id: int) -> InboundMessage | None:
 
 
 def finish_unrouted(engine: Engine, limit: int = 500) -> int:
-    """Route messages stored but not routed (after a crash, or a failure now due again); returns how many."""
+    """Route messages stored but not routed (after a crash, or a failure now due again); returns how many were
+    routed. Failures do not count: while the database itself fails, the routing process waits between passes
+    instead of trying the same messages again at once."""
     now = utcnow()
     with session_scope(engine) as session:
         ids = session.exec(select(InboundMessage.id).where(
             InboundMessage.routed_at.is_(None),
             or_(InboundMessage.route_next_at.is_(None), InboundMessage.route_next_at <= now))
             .order_by(InboundMessage.id).limit(limit)).all()
-    for inbound_id in ids:
-        route_stored(engine, inbound_id)
-    return len(ids)
+    return sum(route_stored(engine, inbound_id) is not None for inbound_id in ids)
 
 
 def _failed(engine: Engine, inbound_id: int, why: str) -> None:

@@ -95,7 +95,7 @@ def test_a_failing_message_is_retried_with_backoff_then_routed_to_unassigned(
         return real(session, row, settings)
 
     monkeypatch.setattr(pipeline, "decide", failing)
-    assert pipeline.finish_unrouted(bridge.engine()) == 2
+    assert pipeline.finish_unrouted(bridge.engine()) == 1  # routed: the good one; the poison failed
     first = stored_row(bridge, poison)
     assert (first.routed_at, first.route_attempts) == (None, 1) and "could not serialize access" in first.route_error
     assert first.route_next_at > dt.datetime.now(dt.UTC)  # backed off: the next pass leaves it
@@ -108,8 +108,9 @@ def test_a_failing_message_is_retried_with_backoff_then_routed_to_unassigned(
         return later[0]
 
     monkeypatch.setattr(pipeline, "utcnow", clock)
-    for _ in range(pipeline.ROUTE_ATTEMPTS - 1):
-        assert pipeline.finish_unrouted(bridge.engine()) == 1
+    for attempt in range(2, pipeline.ROUTE_ATTEMPTS + 1):
+        assert pipeline.finish_unrouted(bridge.engine()) == 0  # tried again, failed again
+        assert stored_row(bridge, poison).route_attempts == attempt
     given_up = stored_row(bridge, poison)
     assert (given_up.route, given_up.rule, given_up.triage) == ("unassigned", "unreadable", "open")
     assert given_up.reason.startswith(f"could not be routed: failed {pipeline.ROUTE_ATTEMPTS} times")

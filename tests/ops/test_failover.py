@@ -91,7 +91,8 @@ def _left_over(engine, smtp_mids: list[str], imap_mids: list[str]) -> str:  # no
     unrouted = [(m, rows[m].route_attempts, rows[m].route_error) for m in smtp_mids + imap_mids
                 if m in rows and rows[m].routed_at is None]
     return (f"unsent: {unsent[:5]} ({len(unsent)}); not stored: {missing[:5]} ({len(missing)}); "
-            f"unrouted: {unrouted[:5]} ({len(unrouted)}); folder: {[(f.lease_owner, f.lease_until, f.last_uid, f.last_error) for f in folder]}")
+            f"unrouted: {unrouted[:5]} ({len(unrouted)}); "
+            f"folder: {[(f.lease_owner, f.lease_until, f.last_uid, f.last_error) for f in folder]}")
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

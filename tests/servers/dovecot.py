@@ -118,7 +118,7 @@ class Dovecot:
 
 def start_dovecot(root: Path, *, special_use: bool = True, sent_name: str = "Sent",
                   extra_folders: tuple[str, ...] = (), idle: bool = True,
-                  oauth_introspection_url: str | None = None) -> Dovecot:
+                  oauth_introspection_url: str | None = None, ports: tuple[int, int] | None = None) -> Dovecot:
     """Start a private Dovecot under `root` and return once it greets on the plain IMAP port.
 
     special_use: mark `sent_name` as \\Sent (and create Drafts/Trash as \\Drafts/\\Trash); when False
@@ -127,6 +127,7 @@ def start_dovecot(root: Path, *, special_use: bool = True, sent_name: str = "Sen
     idle: when False, IDLE is left out of the capabilities, for code that must fall back to polling.
     oauth_introspection_url: also accept XOAUTH2 and OAUTHBEARER, each token checked by an RFC 7662
         introspection POST to this URL (tests.servers.oauth); password login keeps working.
+    ports: the (IMAP, IMAPS) ports to bind, to start a stopped server again where its clients expect it.
     """
     if not DOVECOT_BINARY.exists():
         raise FileNotFoundError(f"{DOVECOT_BINARY} is not installed")
@@ -152,7 +153,7 @@ def start_dovecot(root: Path, *, special_use: bool = True, sent_name: str = "Sen
     log = root / "dovecot.log"
     errors: list[str] = []
     for _attempt in range(3):  # a free port can be taken by someone else between probe and bind
-        port, ssl_port = _free_ports(2)
+        port, ssl_port = ports or _free_ports(2)
         base_dir, scratch = _fresh_base_dir(root)
         config = root / "dovecot.conf"
         config.write_text(_config(root=root, base_dir=base_dir, port=port, ssl_port=ssl_port,
