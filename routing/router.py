@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from typing import Protocol
 
-from routing.addresses import NumberedAddresses
+from routing.addresses import NumberedAddresses, addresses_of
 from routing.classify import Classification
 from routing.message_ids import conversation_of, normalize_message_id, probe_token_valid, thread_index_root
 
@@ -97,7 +96,7 @@ def message_ids(value: str | None) -> list[str]:
 
 
 def sender_of(headers: Headers) -> str | None:
-    found = getaddresses([headers.first("from") or ""])
+    found = addresses_of(headers.first("from") or "")
     addr = found[0][1].strip().lower() if found else ""
     return addr if "@" in addr else None
 
@@ -106,11 +105,11 @@ def numbered_candidates(headers: Headers, envelope: Envelope) -> list[tuple[str,
     """(where, address) for every recipient address, in the order docs/ARCHITECTURE.md gives."""
     found = [("envelope", rcpt) for rcpt in envelope.rcpt_to]
     for name in RECIPIENT_HEADERS:
-        found += [(name.title(), addr) for value in headers.all(name) for _n, addr in getaddresses([value]) if addr]
+        found += [(name.title(), addr) for value in headers.all(name) for _n, addr in addresses_of(value) if addr]
     for value in headers.all("received"):
         found += [("Received for", m.group(1)) for m in _RECEIVED_FOR.finditer(value)]
     for name in ("to", "cc"):
-        found += [(name.title(), addr) for value in headers.all(name) for _n, addr in getaddresses([value]) if addr]
+        found += [(name.title(), addr) for value in headers.all(name) for _n, addr in addresses_of(value) if addr]
     return found
 
 

@@ -20,13 +20,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import BytesHeaderParser
 from urllib.parse import urlsplit
 
 import nh3
 
 from bridge.errors import NotFound
-from bridge.inbound.parse import decode, too_complex
+from bridge.inbound.parse import decode, read_headers, too_complex
 from routing.reply_text import extract_reply, html_to_text
 
 __all__ = ["Attachment", "Headers", "MessageContent", "attachment", "content_of", "headers_of", "is_html_like",
@@ -156,7 +155,7 @@ def attachment(raw: bytes, index: int) -> tuple[Attachment, bytes]:
 def headers_of(raw: bytes) -> Headers:
     """To, Cc, Date, Message-ID and References as text; empty values where the header is missing or broken."""
     try:
-        msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        msg = read_headers(raw)
     except Exception:  # noqa: BLE001
         return Headers("", "", "", None, ())
 

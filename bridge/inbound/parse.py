@@ -14,14 +14,14 @@ import email
 import email.policy
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 
 import mailparser
 
+from routing.addresses import addresses_of
 from routing.message_ids import normalize_message_id
 from routing.router import Headers
 
@@ -29,6 +29,13 @@ _MSG_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 MAX_BODY_CHARS = 2_000_000
 MAX_MULTIPARTS = 50  # multipart sections: bounds the nesting depth too
 MAX_PARTS = 1000
+# The most of a message parsed for routing. Routing reads the headers, the first text (its reply is at the
+# top; bodies are kept to MAX_BODY_CHARS) and a bounce's report parts, which come first; the rest, an
+# attachment mostly, is kept raw for its page. The parser costs about a second for 25 MiB.
+ROUTING_READ_BYTES = 4 * 1024 * 1024
+# The most of a header section read. Real ones are a few KiB (long Received and ARC chains stay under 100
+# KiB); 25 MiB of headers, or one To of 400,000 addresses, would cost seconds and hundreds of MB to read.
+MAX_HEADER_BYTES = 256 * 1024
 _BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
 
 
@@ -65,7 +72,7 @@ def address_header(value: object) -> str:
     """An address header as text: each mailbox of the raw value (what mail clients show and DMARC checks)
     with its display name decoded and quoted, so decoding cannot add, hide or change an address."""
     mailboxes = []
-    for name, addr in getaddresses([str(value)]):
+    for name, addr in addresses_of(str(value)):
         name = decode(name) if name else ""
         if name:
             mailboxes.append(f'"{_quoted(name)}" <{addr}>' if addr else f'"{_quoted(name)}"')
@@ -88,10 +95,26 @@ def message_id_of(value: str | None) -> str | None:
     return normalize_message_id(match.group(0)) if match else None
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header section of a raw message, up to its first empty line (all of it when there is none). A
+    header parser given the whole message still reads every body line: 25 MiB cost a second."""
+    ends = [at + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (at := raw.find(sep)) >= 0]
+    return raw[:min(ends)] if ends else raw
+
+
+def read_headers(raw: bytes) -> Message:
+    """The message's headers alone, read from its header block (compat32: the values as written), at most
+    MAX_HEADER_BYTES of it, cut at a line end."""
+    block = header_block(raw)
+    if len(block) > MAX_HEADER_BYTES:
+        block = block[:block.rfind(b"\n", 0, MAX_HEADER_BYTES) + 1 or MAX_HEADER_BYTES] + b"\r\n"
+    return BytesHeaderParser(policy=email.policy.compat32).parsebytes(block)
+
+
 def dedup_key(raw: bytes) -> tuple[str, str | None]:
     """(key, Message-ID): the normalized Message-ID, else a hash of the bytes."""
     try:
-        mid = message_id_of(str(BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw).get("Message-ID")))
+        mid = message_id_of(str(read_headers(raw).get("Message-ID")))
     except Exception:  # noqa: BLE001
         mid = None
     return (mid, mid) if mid else ("sha256:" + hashlib.sha256(raw).hexdigest(), None)
@@ -101,13 +124,12 @@ def content_fingerprint(raw: bytes) -> str:
     """What makes two copies of a message the same one: its body, its sender's address, Date and Subject. The
     trace headers each path adds (Received, Delivered-To, Return-Path ...), display names and line endings
     are left out, so the copy that came by SMTP and the one polled by IMAP agree."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        head, _sep, body = raw.partition(b"\n\n")
+    head = header_block(raw)
+    body = raw[len(head):]
     digest = hashlib.sha256()
     try:
-        msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(head + b"\r\n\r\n")
-        senders = [addr.lower() for _name, addr in getaddresses([str(msg.get("from", ""))])]
+        msg = read_headers(head)
+        senders = [addr.lower() for _name, addr in addresses_of(str(msg.get("from", "")))]
         values = [",".join(senders), *(" ".join(str(msg.get(name, "")).split()) for name in ("date", "subject"))]
     except Exception:  # noqa: BLE001 - unreadable headers: the bytes alone
         values = [head.decode("utf-8", "replace")]
@@ -137,6 +159,9 @@ def _bodies_stdlib(msg: Message) -> tuple[str | None, str | None]:
 def too_complex(raw: bytes) -> str | None:
     """Why the message is too complex to read in full, or None. Counts boundary parameters and delimiter
     lines: upper bounds of the sections and parts, found without parsing anything."""
+    head = len(header_block(raw))
+    if head > MAX_HEADER_BYTES:
+        return f"its header section is {head / 1024:,.0f} KiB (at most {MAX_HEADER_BYTES // 1024} KiB are read)"
     sections = len(_BOUNDARY.findall(raw))
     if sections > MAX_MULTIPARTS:
         return f"{sections:,} multipart sections, nested or not (at most {MAX_MULTIPARTS} are read)"
@@ -149,7 +174,7 @@ def too_complex(raw: bytes) -> str | None:
 def headers_only(raw: bytes, why: str) -> Parsed:
     """The message read from its header block alone (the body is not parsed), with the reason."""
     try:
-        msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        msg = read_headers(raw)
         msg.set_payload("")
         items = tuple((str(k).lower(), header_text(str(k).lower(), v)) for k, v in msg.items())
     except Exception as err:  # noqa: BLE001 - not even the headers: route on nothing, keep the reason
@@ -162,16 +187,22 @@ def headers_only(raw: bytes, why: str) -> Parsed:
 
 
 def _sender(headers: Headers) -> tuple[str | None, str | None]:
-    found = getaddresses([headers.first("from") or ""])
+    found = addresses_of(headers.first("from") or "")
     from_name, from_addr = (found[0][0] or None, found[0][1].lower() or None) if found else (None, None)
     return from_name, from_addr if from_addr and "@" in from_addr else None
 
 
 def parse(raw: bytes) -> Parsed:
+    """The message as routing reads it: never raises; what could not be read is said in `errors`."""
     why = too_complex(raw)
     if why is not None:
         return headers_only(raw, why)
     try:
+        if len(raw) > ROUTING_READ_BYTES:
+            cut = raw.rfind(b"\n", 0, ROUTING_READ_BYTES) + 1 or ROUTING_READ_BYTES
+            parsed = _parse(raw[:cut])
+            note = f"read the first {cut / 2**20:.1f} MiB of {len(raw) / 2**20:.1f} MiB for routing"
+            return replace(parsed, error="; ".join(filter(None, (note, parsed.error))))
         return _parse(raw)
     except RecursionError:
         return headers_only(raw, "its MIME structure is nested too deep")
@@ -181,21 +212,22 @@ def parse(raw: bytes) -> Parsed:
 
 def _parse(raw: bytes) -> Parsed:
     errors: list[str] = []
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    items = tuple((str(k).lower(), header_text(str(k).lower(), v)) for k, v in msg.items())
-    headers = Headers(items)
-    from_name, from_addr = _sender(headers)
-    try:
+    try:  # one parse: mail-parser's message (the standard library's, compat32) is the one routed on
         mail = mailparser.parse_from_bytes(raw)
+        msg = mail.message
         text = "\n".join(mail.text_plain) or None
         html = "\n".join(mail.text_html) or None
     except Exception as err:  # noqa: BLE001 - mail-parser raises on some real bounces: read it ourselves
         errors.append(f"mail-parser: {type(err).__name__}; bodies read with the standard library")
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
         try:
             text, html = _bodies_stdlib(msg)
         except Exception as err2:  # noqa: BLE001
             errors.append(f"bodies unreadable: {type(err2).__name__}")
             text = html = None
+    items = tuple((str(k).lower(), header_text(str(k).lower(), v)) for k, v in msg.items())
+    headers = Headers(items)
+    from_name, from_addr = _sender(headers)
     if msg.defects:
         errors.append("MIME defects: " + ", ".join(sorted({type(d).__name__ for d in msg.defects})))
     return Parsed(msg, headers, message_id_of(headers.first("message-id")), from_addr, from_name,

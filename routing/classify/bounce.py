@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.utils import getaddresses
 from typing import Any
 
+from routing.addresses import addresses_of
 from routing.classify.bounce_reason import reason_label
 from routing.classify.dsn import (
     SUCCESS_ACTIONS,
@@ -255,7 +255,7 @@ def _text_recipients(ev: Evidence, original: ReturnedOriginal, ignore: set[str])
             return found
     to = original.field("To")
     if to:
-        addresses = [a.lower() for _, a in getaddresses([to]) if sane_address(a)]
+        addresses = [a.lower() for _, a in addresses_of(to) if sane_address(a)]
         if len(addresses) == 1:
             return (addresses[0],)
     return ()

@@ -15,8 +15,9 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
-from email.utils import getaddresses
 from typing import Any
+
+from routing.addresses import addresses_of
 
 Headers = list[tuple[str, str]]
 
@@ -149,7 +150,7 @@ def addresses_in(value: str | None) -> list[tuple[str, str]]:
     if not value:
         return []
     try:
-        return [(name, bare(addr)) for name, addr in getaddresses([value]) if "@" in addr]
+        return [(name, bare(addr)) for name, addr in addresses_of(value) if "@" in addr]
     except Exception:  # noqa: BLE001
         return []
 

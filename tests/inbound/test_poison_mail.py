@@ -67,6 +67,33 @@ def test_200000_empty_parts_are_read_from_the_headers_alone(lite_bridge: Bridge)
     assert "200,001 MIME parts" in shown["reason"]
 
 
+def test_a_header_section_beyond_256_kib_is_read_in_part(lite_bridge: Bridge) -> None:
+    """One To of 30,000 addresses (1.3 MB): the first 256 KiB of the headers are read, the message is kept
+    whole and shown in Unassigned with the reason."""
+    many = ", ".join(f'"Someone, {n}" <someone{n}@example.org>' for n in range(30_000))
+    raw = (HEAD.format(subject="crowd", mid="crowd").replace("To: jobs+1042@example.test", f"To: {many}")
+           + "Content-Type: text/plain\r\n\r\nHello\r\n").encode()
+    shown = ingest(lite_bridge, raw)
+    assert (shown["route"], shown["rule"]) == ("unassigned", "unreadable")
+    assert "header section is 1,297 KiB" in shown["reason"] and "at most 256 KiB" in shown["reason"]
+    assert shown["from"] == "dave@cand.example.org"
+    assert stored_row(lite_bridge, shown["id"]).raw.rstrip(b"\r\n") == raw.rstrip(b"\r\n")
+
+
+def test_a_message_beyond_4_mib_is_routed_on_what_its_first_4_mib_say(lite_bridge: Bridge) -> None:
+    attachment = ("QUJD" * 19 + "\r\n") * 80_000  # 6 MiB of base64 after the reply
+    raw = (HEAD.format(subject="cv", mid="cv") + 'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+           "--m\r\nContent-Type: text/plain\r\n\r\nMonday works, my CV is attached.\r\n"
+           "--m\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + attachment + "--m--\r\n").encode()
+    shown = ingest(lite_bridge, raw)
+    assert (shown["route"], shown["employee_number"]) == ("employee", 1042)
+    assert shown["parse_error"].startswith("read the first 4.0 MiB of 6.0 MiB for routing")
+    row = stored_row(lite_bridge, shown["id"])
+    assert row.raw.rstrip(b"\r\n") == raw.rstrip(b"\r\n") and "Monday works" in row.reply_text
+    assert [a.size for a in content_of(raw).attachments] == [4_560_000]  # its page reads all of it
+
+
 def test_a_message_within_the_limits_is_read_as_before(lite_bridge: Bridge) -> None:
     shown = ingest(lite_bridge, nested(40))
     assert (shown["route"], shown["employee_number"], shown["parse_error"]) == ("employee", 1042, None)

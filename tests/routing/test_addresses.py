@@ -43,3 +43,15 @@ def test_find_in_header_reads_address_lists() -> None:
 def test_bad_templates_are_refused(bad: str) -> None:
     with pytest.raises(TemplateError):
         AddressTemplate(bad)
+
+
+def test_a_long_address_list_is_read_up_to_its_cap_and_cut_after_a_whole_address() -> None:
+    from routing.addresses import MAX_ADDRESS_LIST_CHARS, addresses_of
+
+    value = ", ".join(f'"Doe, J{n}" <j{n}@example.org>' for n in range(20_000))
+    found = addresses_of(value)
+    assert 1_000 < len(found) < 20_000 and found[0] == ("Doe, J0", "j0@example.org")
+    last = len(found) - 1
+    assert found[-1] == (f"Doe, J{last}", f"j{last}@example.org")  # whole, never a truncated address
+    assert len(", ".join(f'"{n}" <{a}>' for n, a in found)) <= MAX_ADDRESS_LIST_CHARS
+    assert addresses_of("a@example.org, B <b@example.org>") == [("", "a@example.org"), ("B", "b@example.org")]
