@@ -67,9 +67,18 @@ def fill_placeholders(body: str, values: dict[str, str], portal_url: str) -> str
             if not portal_url:
                 raise InputError("the body uses {portal_url} but no portal URL is set: run `replybridge settings "
                                  "set portal_url https://...`; nothing was queued")
-            return portal_url
+            return portal_link(portal_url, match.string[match.end():match.end() + 1])
         return values.get(key, match.group(0))
     return PLACEHOLDER.sub(replace, body)
+
+
+def portal_link(portal_url: str, following: str) -> str:
+    """The portal URL as the text after `{portal_url}` needs it: one slash between it and a path, however the
+    URL was typed (the usual advice is to type it with its trailing `/`, bodies are written either way)."""
+    base = portal_url.rstrip("/")
+    if following == "/":
+        return base
+    return base + "/" if following and (following.isalnum() or following in "-_~%") else portal_url
 
 
 def _thread_index(session: Session, conversation: Conversation) -> str:

@@ -197,6 +197,20 @@ def test_header_injection_and_portal_placeholder_queue_nothing(lite_bridge: Brid
     assert b"Apply at https://careers.example.test/jobs/7 {not_a_placeholder}" in raw
 
 
+def test_portal_links_come_out_right_whichever_way_the_url_was_typed(lite_bridge: Bridge) -> None:
+    add_alias(lite_bridge, smtp=None)
+    bodies = {"{portal_url}jobs/1": "https://hrim01:8443/jobs/1", "{portal_url}/jobs/1": "https://hrim01:8443/jobs/1",
+              "Sign in at {portal_url}.": "Sign in at https://hrim01:8443."}
+    for typed in ("https://hrim01:8443", "https://hrim01:8443/", "https://hrim01:8443//"):
+        lite_bridge.run("settings", "set", "portal_url", typed)
+        for body, link in bodies.items():
+            shown = lite_bridge.json("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Hi",
+                                     "--body", body)
+            with Session(lite_bridge.engine()) as s:
+                raw = s.get(OutboundMessage, shown["id"]).raw
+            assert link.encode() in raw, (typed, body)
+
+
 def test_one_connection_per_batch_and_alias_delay_between_emails(lite_bridge: Bridge, smtp_peer,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     peer = smtp_peer("accept")
