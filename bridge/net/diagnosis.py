@@ -234,7 +234,10 @@ def _diagnose_reply(f: Failure, ep: Endpoint, sender: str | None) -> Diagnosis:
     if enhanced in ("5.1.1", "5.1.10") or ("user unknown" in text and code >= 500):
         return Diagnosis(False, "The recipient's address does not exist: check the spelling of the address.")
     if enhanced == "4.2.2" or "mailbox full" in text or "over quota" in text:
-        return Diagnosis(temporary, "The recipient's mailbox is full: the bridge retries.")
+        if temporary:
+            return Diagnosis(True, "The recipient's mailbox is full: the bridge retries.")
+        return Diagnosis(False, "The recipient's mailbox is full and the server will not keep the message: reach "
+                                "the candidate another way, or queue it again later.")
     if code == 421:
         return Diagnosis(True, "The server is not taking mail right now (421: busy, rate-limited or shutting "
                                "down): the bridge retries.")

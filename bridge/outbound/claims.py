@@ -9,6 +9,7 @@ across workers and runs.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, or_, update
@@ -19,7 +20,7 @@ from bridge import leases, portal
 from bridge.accounts import smtp_accounts
 from bridge.net.diagnosis import Diagnosis, Failure
 from bridge.ops.webhooks import outbox
-from bridge.outbound.queue import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
+from bridge.outbound.queue import REQUEUE, account_for, no_account
 from models import Alias, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from models.db import session_scope
 
@@ -164,7 +165,7 @@ def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis
             message.status = "undeliverable"
         hint = diagnosis.hint
         if message.status == "undeliverable" and diagnosis.temporary:
-            hint = f"Gave up after {message.attempts} attempts. {hint}"
+            hint = gave_up(message.attempts, hint)
         message.claimed_until = None
         message.last_code, message.last_reply, message.hint = failure.code, failure.reply(), hint
         message.smtp_account = claimed.account.name if claimed.account else None
@@ -177,10 +178,21 @@ def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis
         return message.status
 
 
-def record_not_sent(engine: Engine, claimed: Claimed, reason: str = NO_ACCOUNT, hint: str = NO_ACCOUNT_HINT) -> None:
+_RETRIES = re.compile(r"[:.]?\s*[Tt]he bridge retries\.")
+
+
+def gave_up(attempts: int, hint: str) -> str:
+    """A temporary failure's hint once the retries are spent: it no longer says the bridge retries."""
+    cause = _RETRIES.sub(".", hint, count=1).strip()
+    return f"Gave up after {attempts} attempts. {cause} Queue it again once that has passed ({REQUEUE})."
+
+
+def record_not_sent(engine: Engine, claimed: Claimed, reason: str | None = None, hint: str | None = None) -> None:
     """No account (or no usable secret): the message waits as not_sent until queued again."""
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claimed.id)
+        if reason is None:
+            reason, hint = no_account(session, message)
         message.status, message.claimed_until = "not_sent", None
         message.last_code, message.last_reply, message.hint = None, reason, hint
         if claimed.account is not None:

@@ -26,12 +26,21 @@ STATUSES = ("queued", "sending", "sent", "deferred", "undeliverable", "not_sent"
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
-NO_ACCOUNT = ("no SMTP account: the alias has none and there is no database-wide account")
+REQUEUE = "replybridge requeue ID, or Requeue in the Mail Log"  # how a message is queued again
 
 
-NO_ACCOUNT_HINT = ("Give the alias an SMTP account (replybridge alias add ... --smtp NAME) or add a database-wide "
-                   "account (replybridge smtp add NAME ... --default), then queue the message again "
-                   "(replybridge requeue ID).")
+def no_account(session: Session, message: OutboundMessage) -> tuple[str, str]:
+    """Why a message has no SMTP account to go through, and the one fix: automated mail (and an employee's
+    without an alias) goes only through the database-wide account, a person's through the alias's own."""
+    alias = session.get(Alias, message.alias_id) if message.alias_id else None
+    add_default = "Add a database-wide account (replybridge smtp add NAME ... --default)"
+    if message.automated or alias is None:
+        what = "automated mail" if message.automated else "mail from an employee without an alias"
+        return (f"no SMTP account: {what} goes through the database-wide account, and there is none",
+                f"{add_default}, then queue the message again ({REQUEUE}).")
+    return (f"no SMTP account: the alias {alias.description!r} has none and there is no database-wide account",
+            f"Give the alias an SMTP account (replybridge alias add ... --smtp NAME) or {add_default[0].lower()}"
+            f"{add_default[1:]}, then queue the message again ({REQUEUE}).")
 
 
 @dataclass(frozen=True)
@@ -130,12 +139,13 @@ def queue(session: Session, req: Request) -> OutboundMessage:
         envelope_from=from_addr, to_addr=to, subject=subject, thread_index=thread_index, raw=raw,
         created_at=now, next_attempt_at=now)
     if account_for(session, message) is None:
-        message.status, message.last_reply, message.hint = "not_sent", NO_ACCOUNT, NO_ACCOUNT_HINT
+        message.status = "not_sent"
+        message.last_reply, message.hint = no_account(session, message)
     session.add(message)
     session.flush()
     if message.status == "not_sent":
-        session.add(DeliveryAttempt(outbound_id=message.id, number=0, outcome="not_sent", reply=NO_ACCOUNT,
-                                    hint=NO_ACCOUNT_HINT))
+        session.add(DeliveryAttempt(outbound_id=message.id, number=0, outcome="not_sent", reply=message.last_reply,
+                                    hint=message.hint))
     return message
 
 

@@ -94,6 +94,7 @@ def test_each_failure_is_logged_with_reply_and_hint(lite_bridge: Bridge, smtp_pe
     assert (entry["status"], entry["attempts"]) == (status, attempts), entry
     assert reply_words in entry["last_reply"], entry
     assert hint_words in entry["hint"], entry
+    assert "bridge retries" not in entry["hint"] and ("Gave up" in entry["hint"]) == (attempts > 1), entry
     shown = lite_bridge.run("log").stdout
     assert status in shown and hint_words in shown
     assert peer.received == []
@@ -302,6 +303,25 @@ def test_elapsed_is_bounded_for_slow_servers(lite_bridge: Bridge, smtp_peer, mon
     started = time.monotonic()
     lite_bridge.run("worker", "--once")
     assert time.monotonic() - started < 10
+
+
+def test_not_sent_says_the_true_cause_and_the_one_fix(lite_bridge: Bridge, smtp_peer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("accept")
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch)  # the alias's own; no database-wide account
+    add_alias(lite_bridge)
+    automated = lite_bridge.json("send", "--employee", "1042", "--to", "cand@example.org", "--subject", "Thanks",
+                                 "--body", "Thank you.", "--automated")
+    assert automated["status"] == "not_sent"
+    assert "automated mail goes through the database-wide account, and there is none" in automated["last_reply"]
+    assert "alias" not in automated["last_reply"] and "--default" in automated["hint"]
+    assert "--smtp" not in automated["hint"] and "requeue" in automated["hint"]
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "No account", "--display-name", "Ana",
+                    "--from", "ana@example.test")
+    personal = lite_bridge.json("send", "--employee", "1042", "--alias", "No account", "--to", "cand@example.org",
+                                "--subject", "Hi", "--body", "Hello")
+    assert personal["status"] == "not_sent" and "the alias 'No account' has none" in personal["last_reply"]
+    assert "--smtp NAME" in personal["hint"] and "--default" in personal["hint"]
 
 
 def test_automated_mail_goes_through_the_database_wide_account(lite_bridge: Bridge, smtp_peer,

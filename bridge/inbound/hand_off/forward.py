@@ -10,7 +10,7 @@ from email.utils import format_datetime
 from sqlmodel import Session
 
 from bridge import crypto, portal
-from bridge.outbound.queue import NO_ACCOUNT, NO_ACCOUNT_HINT, account_for
+from bridge.outbound.queue import account_for, no_account
 from models import Employee, InboundMessage, OutboundMessage, utcnow
 from routing.message_ids import make_message_id
 
@@ -39,5 +39,6 @@ def _queue_forward(session: Session, row: InboundMessage, employee: Employee,
         subject=(row.subject or "(no subject)")[:500], raw=resent(row.raw, sender, employee.email, message_id, now),
         created_at=now, next_attempt_at=now)
     if account_for(session, forward) is None:
-        forward.status, forward.last_reply, forward.hint = "not_sent", NO_ACCOUNT, NO_ACCOUNT_HINT
+        forward.status = "not_sent"
+        forward.last_reply, forward.hint = no_account(session, forward)
     session.add(forward)
