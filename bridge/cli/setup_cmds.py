@@ -251,7 +251,8 @@ def alias() -> None:
 @click.option("--description", required=True)
 @click.option("--display-name", required=True)
 @click.option("--from", "from_address", required=True)
-@click.option("--reply-to")
+@click.option("--reply-to", help="Your own address for replies as well: it goes in Reply-To after the numbered "
+              "address, which is never dropped, so replies still reach the bridge.")
 @click.option("--smtp", "smtp_name", help="SMTP account (default: the database-wide account).")
 @click.option("--imap", "imap_name", help="IMAP server whose Sent folder gets a copy.")
 @click.option("--default", "is_default", is_flag=True)

@@ -29,6 +29,17 @@ PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 REQUEUE = "replybridge requeue ID, or Requeue in the Mail Log"  # how a message is queued again
 
 
+def reply_addresses(sender_mode: str, alias: Alias | None, numbered: str) -> tuple[str, str | None]:
+    """(From, Reply-To). The numbered address is never dropped: it is the From (mode `from`) or the first
+    Reply-To (mode `reply-to`); an alias's own Reply-To (the usual set-up advice is "your email") comes
+    after it, so a reply to all reaches both, never the recruiter alone."""
+    own = alias.reply_to if alias is not None and alias.reply_to else None
+    extra = [own] if own and own.lower() != numbered.lower() else []
+    if sender_mode == "reply-to" and alias is not None:
+        return alias.from_address, ", ".join([numbered, *extra])
+    return numbered, ", ".join([numbered, *extra]) if extra else None
+
+
 def no_account(session: Session, message: OutboundMessage) -> tuple[str, str]:
     """Why a message has no SMTP account to go through, and the one fix: automated mail (and an employee's
     without an alias) goes only through the database-wide account, a person's through the alias's own."""
@@ -119,10 +130,7 @@ def queue(session: Session, req: Request) -> OutboundMessage:
 
     number_addr = numbered.make(employee.number)
     display_name = alias.display_name if alias else employee.name
-    if settings.sender_mode == "reply-to" and alias is not None:
-        from_addr, reply_to = alias.from_address, alias.reply_to or number_addr
-    else:
-        from_addr, reply_to = number_addr, alias.reply_to if alias else None
+    from_addr, reply_to = reply_addresses(settings.sender_mode, alias, number_addr)
 
     _candidate, conversation = candidates.link(session, employee, to, req.to_name)
     message_id = make_message_id(crypto.signing_key("message-id"), numbered.primary.domain, conversation.id)

@@ -39,6 +39,21 @@ def test_forward_carries_the_original_with_resent_headers(bridge: Bridge, smtp_p
     assert [e["purpose"] for e in bridge.json("log")] == ["forward"]
 
 
+def test_a_reply_that_reached_the_recruiter_directly_is_not_handed_off_again(lite_bridge: Bridge, smtp_peer,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = smtp_peer("accept")
+    add_account(lite_bridge, shared.host, shared.port, monkeypatch, name="shared", default=True)
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "Ana jobs", "--display-name", "Ana",
+                    "--from", "ana@example.test", "--reply-to", "ana.ruiz@mail.example.test")
+    to_all = reply("dir1@example.org", "Cand <cand@example.org>",
+                   "jobs+1042@example.test, Ana <ana.ruiz@mail.example.test>")
+    assert ingest_json(lite_bridge, to_all)["delivery"] == "direct"
+    only_us = reply("dir2@example.org", "Cand <cand@example.org>", "jobs+1042@example.test")
+    assert ingest_json(lite_bridge, only_us)["delivery"] == "forward queued"
+    lite_bridge.run("worker", "--once")
+    assert len(shared.received) == 1  # the second only: the first had reached her already
+
+
 def test_forward_without_database_wide_account_waits_visible(lite_bridge: Bridge) -> None:
     got = ingest_json(lite_bridge, reply("fw2@example.org", "cand@example.org", "jobs+1042@example.test"))
     assert got["delivery"] == "forward not_sent"

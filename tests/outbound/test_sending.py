@@ -60,6 +60,24 @@ def test_reply_to_mode_keeps_alias_from_and_numbers_reply_to(lite_bridge: Bridge
     assert msg["Reply-To"] == "jobs+1042@example.test"
 
 
+@pytest.mark.parametrize("mode, sender", [("from", "jobs+1042@example.test"), ("reply-to", "ana@example.test")])
+def test_an_alias_reply_to_never_drops_the_numbered_address(lite_bridge: Bridge, smtp_peer,
+                                                            monkeypatch: pytest.MonkeyPatch, mode: str,
+                                                            sender: str) -> None:
+    """The recipes' "Reply To Address: your email": both go in Reply-To, the numbered address first."""
+    peer = smtp_peer("accept")
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "Ana jobs", "--display-name", "Ana Ruiz",
+                    "--from", "ana@example.test", "--reply-to", "ana@example.test", "--smtp", "main")
+    lite_bridge.run("settings", "set", "sender_mode", mode)
+    send(lite_bridge)
+    lite_bridge.run("worker", "--once")
+    msg = email.message_from_bytes(peer.received[0].data, policy=email.policy.default)
+    assert msg["From"].addresses[0].addr_spec == sender
+    assert [a.addr_spec for a in msg["Reply-To"].addresses] == ["jobs+1042@example.test", "ana@example.test"]
+    assert "never dropped" in lite_bridge.run("alias", "add", "--help").stdout
+
+
 FAILURES = [
     # behaviour, peer options, account options, status, attempts, words in last_reply, words in hint
     ("auth_535", {}, {"user": "ana"}, "undeliverable", 1, "535 5.7.3", "app password"),

@@ -7,6 +7,8 @@ assignment inside that transaction:
 - imap: APPEND into the INBOX of the IMAP server linked to the employee's default alias, so their mail
   client shows sent and received side by side; own state, backoff and give-up, idempotent (`imap.run`).
 - none: the pages and the API only.
+A reply that names the recruiter's own address too (a reply to all, where an alias's Reply-To holds it) has
+reached them directly: it is not handed off a second time (delivery `direct`).
 The names are the employee setting's (bridge.accounts.employees.HAND_OFF_MODES); a missing file stops
 the import rather than a hand-off.
 """
@@ -20,7 +22,9 @@ from sqlmodel import Session, select
 from bridge import portal
 from bridge.accounts.employees import HAND_OFF_MODES
 from bridge.inbound.hand_off import forward, imap, none
-from models import Employee, InboundMessage, OutboundMessage
+from bridge.inbound.parse import read_headers
+from models import Alias, Employee, InboundMessage, OutboundMessage
+from routing.addresses import addresses_of
 
 MODES: dict[str, ModuleType] = {"forward": forward, "imap": imap, "none": none}
 if set(MODES) != set(HAND_OFF_MODES):
@@ -34,5 +38,21 @@ def plan(session: Session, row: InboundMessage, settings: portal.PortalSettings 
     if session.exec(select(OutboundMessage.id).where(OutboundMessage.inbound_id == row.id)).first():
         return
     employee = session.get(Employee, row.employee_id)
-    MODES[employee.delivery].plan(session, row, employee, settings)
+    if employee.delivery != "none" and reached_directly(session, row, employee):
+        row.delivery = "direct"
+    else:
+        MODES[employee.delivery].plan(session, row, employee, settings)
     session.add(row)
+
+
+def reached_directly(session: Session, row: InboundMessage, employee: Employee) -> bool:
+    """Whether the reply's To or Cc holds the employee's own address or an alias's own Reply-To."""
+    own = {employee.email.lower()} | {reply_to.lower() for reply_to in session.exec(
+        select(Alias.reply_to).where(Alias.employee_id == employee.id, Alias.reply_to.is_not(None))).all()}
+    try:
+        headers = read_headers(row.raw)
+    except Exception:  # noqa: BLE001 - unreadable headers: hand it off, as if it named nobody
+        return False
+    named = {addr.lower() for name in ("to", "cc") for value in headers.get_all(name, [])
+             for _n, addr in addresses_of(str(value))}
+    return bool(own & named)
