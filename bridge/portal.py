@@ -119,6 +119,8 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "portal_url": ("", _url, "the portal's URL, used by {portal_url} in bodies"),
     "mailer_name": ("replybridge", _mailer, "the X-Mailer header"),
     "accepted_domains": ("[]", _list(_domain), "domains whose addresses the bridge receives mail for"),
+    "test_recipient": ("", _optional_address("test_recipient"), "an outside address Test connection tries RCPT "
+                       "TO (then RSET) to catch relay refusals (empty: the last recipient of the account's mail)"),
     "retry_delays": ("60,300", _delays, "seconds before the 2nd and 3rd attempt after a temporary failure"),
     "acknowledgement": ("", _text, "text of the automatic answer to a new candidate's first message (empty: off)"),
     "acknowledgement_subject": ("Thank you for your message", _header_text,
@@ -176,6 +178,7 @@ class PortalSettings:
     report_from: str = ""
     report_subject: str = "replybridge: {condition}"
     webhook_private_targets: bool = False
+    test_recipient: str = ""
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -201,6 +204,7 @@ class PortalSettings:
             "report_from": self.report_from,
             "report_subject": self.report_subject,
             "webhook_private_targets": "on" if self.webhook_private_targets else "off",
+            "test_recipient": self.test_recipient,
         }
 
 
@@ -225,4 +229,5 @@ def load(session: Session) -> PortalSettings:
         report_from=raw["report_from"],
         report_subject=raw["report_subject"],
         webhook_private_targets=raw["webhook_private_targets"] == "on",
+        test_recipient=raw["test_recipient"],
     )

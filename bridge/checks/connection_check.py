@@ -1,7 +1,10 @@
 """Test Connection: walk the same steps a real send or append takes, and explain the first failure.
 
-SMTP: connect, TLS, AUTH, then MAIL FROM the numbered address and RSET, so a server that would
-refuse to let the account send as that address says so now rather than on the first real send.
+SMTP: connect, TLS, AUTH, MAIL FROM the numbered address, RCPT TO an outside address, then RSET, so a
+server that would refuse to let the account send as that address, or to relay for it, says so now
+rather than on the first real send; with `send_to`, a real test message marked as one goes out and
+DATA's answer is reported (a refusal of send-as at DATA shows only there). On success the report names
+this server's outgoing address, for a provider's allow list.
 IMAP: connect, TLS, LOGIN, find the Sent folder (and the poll folder when one is set).
 When nothing answers (timeout, refused, dropped), the hint names this server's outgoing address toward
 the host, for a provider's IP allow list.
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bridge import portal
+from bridge import crypto, portal
 from bridge.accounts.oauth.tokens import bearer_for
 from bridge.errors import BridgeError
 from bridge.net.connections import (
@@ -28,8 +31,10 @@ from bridge.net.connections import (
     with_local_address,
 )
 from bridge.net.diagnosis import Endpoint, Failure, diagnose, failure_from_exception
+from bridge.outbound.compose import Draft, render
 from bridge.outbound.sent_folder import find_sent_folder
-from models import Alias, Employee, ImapServer, SmtpAccount
+from models import Alias, Employee, ImapServer, OutboundMessage, SmtpAccount
+from routing.message_ids import make_message_id
 
 
 @dataclass
@@ -73,7 +78,21 @@ def _sender_for(session: Session, account: SmtpAccount, employee_number: int | N
     return numbered.make(number) if number is not None else None
 
 
-def check_smtp(session: Session, account: SmtpAccount, employee_number: int | None = None) -> Report:
+def outside_recipient(session: Session, account: SmtpAccount, to: str | None) -> str | None:
+    """Whom RCPT TO tries: `to`, else the test_recipient setting, else the last recipient of mail sent through
+    this account (an address the account must be able to reach)."""
+    if to:
+        return to
+    configured = portal.load(session).test_recipient
+    if configured:
+        return configured
+    return session.exec(select(OutboundMessage.to_addr).where(OutboundMessage.smtp_account == account.name,
+                                                              OutboundMessage.status == "sent")
+                        .order_by(OutboundMessage.id.desc())).first()
+
+
+def check_smtp(session: Session, account: SmtpAccount, employee_number: int | None = None, *,
+               to: str | None = None, send_to: str | None = None) -> Report:
     report = Report()
     ep = endpoint_of(account)
     sender = _sender_for(session, account, employee_number)
@@ -91,20 +110,61 @@ def check_smtp(session: Session, account: SmtpAccount, employee_number: int | No
         if account.username:
             report.steps.append(f"Authenticated as {account.username}")
         if sender is None:
-            report.steps.append("MAIL FROM not tried: no employee sends through this account yet")
-            return report
-        try:
-            code, msg = conn.mail(sender)
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, msg, sender)
-            report.steps.append(f"MAIL FROM:<{sender}> accepted ({code})")
-            conn.rset()
-        except (smtplib.SMTPException, OSError) as exc:
-            failure = failure_from_exception(exc, "mail")
-            return report.fail(failure, _hint(failure, ep, sender))
+            report.steps.append("MAIL FROM not tried: no employee sends through this account yet (name one with "
+                                "--employee N)")
+        else:
+            failed = _transaction(session, conn, account, sender, send_to or outside_recipient(session, account, to),
+                                  send_to is not None, report)
+            if failed is not None:
+                return report.fail(failed, _hint(failed, ep, sender))
+        local = conn.sock.getsockname()[0] if conn.sock else None  # type: ignore[union-attr]
+        if local:
+            report.steps.append(f"Outgoing address: {local} (put it on the provider's allow list if it has one)")
         return report
     finally:
         close_quietly(conn)
+
+
+def _transaction(session: Session, conn: smtplib.SMTP, account: SmtpAccount, sender: str, recipient: str | None,
+                 send: bool, report: Report) -> Failure | None:
+    """MAIL, RCPT and (when `send`) DATA of a marked test message, else RSET; the failure, or None."""
+    stage = "mail"
+    try:
+        code, msg = conn.mail(sender)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, msg, sender)
+        report.steps.append(f"MAIL FROM:<{sender}> accepted ({code})")
+        if recipient is None:
+            report.steps.append("RCPT TO not tried: no outside address known yet (set test_recipient, or --to ADDR)")
+            conn.rset()
+            return None
+        stage = "rcpt"
+        code, msg = conn.rcpt(recipient)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, msg)})
+        report.steps.append(f"RCPT TO:<{recipient}> accepted ({code}): the server relays for this account")
+        if not send:
+            conn.rset()
+            return None
+        stage = "data"
+        code, msg = conn.data(_test_message(session, account, sender, recipient))
+        if code != 250:
+            raise smtplib.SMTPDataError(code, msg)
+        report.steps.append(f"Test message sent to {recipient}: {code} {msg.decode('utf-8', 'replace')}")
+        return None
+    except (smtplib.SMTPException, OSError) as exc:
+        return failure_from_exception(exc, stage)
+
+
+def _test_message(session: Session, account: SmtpAccount, sender: str, recipient: str) -> bytes:
+    settings = portal.load(session)
+    domain = sender.rsplit("@", 1)[1]
+    return render(Draft(
+        from_name=settings.mailer_name, from_addr=sender, to_addr=recipient,
+        subject=f"Test message from replybridge (SMTP account {account.name})",
+        message_id=make_message_id(crypto.signing_key("message-id"), domain, None), mailer=settings.mailer_name,
+        text=f"This is a test message sent by Test connection for the SMTP account {account.name!r}.\n"
+             "Nothing needs to be done with it.\n", auto_submitted="auto-generated"))
 
 
 def check_imap(engine: Engine, server: ImapServer) -> Report:

@@ -22,6 +22,7 @@ from bridge.cli.common import (
     safe_url,
     server_options,
 )
+from bridge.input_checks import check_address
 from bridge.ops.error_reports import report_mail
 from models import Alias, Employee, ImapServer, SmtpAccount
 from models.db import session_scope, shared_engine, upgrade
@@ -298,9 +299,18 @@ def test_group() -> None:
 @test_group.command("smtp")
 @click.argument("name")
 @click.option("--employee", "employee_number", type=int, help="Try MAIL FROM this employee's numbered address.")
-def test_smtp_cmd(name: str, employee_number: int | None) -> None:
+@click.option("--to", "to", help="Try RCPT TO this outside address (default: the test_recipient setting, else the "
+              "last recipient of the account's mail), then RSET: a server that will not relay says so.")
+@click.option("--send-to", "send_to", help="Send a real test message (marked as one) to this address and report "
+              "DATA's answer: a refusal to send as the numbered address may show only there.")
+def test_smtp_cmd(name: str, employee_number: int | None, to: str | None, send_to: str | None) -> None:
     with db() as session:
-        report = check_smtp(session, smtp_accounts.get_smtp(session, name), employee_number)
+        if to:
+            to = check_address(to, "--to")
+        if send_to:
+            send_to = check_address(send_to, "--send-to")
+        report = check_smtp(session, smtp_accounts.get_smtp(session, name), employee_number, to=to,
+                            send_to=send_to)
     _print_report(report)
 
 

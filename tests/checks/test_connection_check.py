@@ -19,8 +19,49 @@ def test_ok_tries_mail_from_the_numbered_address(lite_bridge: Bridge, smtp_peer,
     out = lite_bridge.run("test", "smtp", "main").stdout
     assert "TLS: TLSv1." in out and "Authenticated as ana" in out
     assert "MAIL FROM:<jobs+1042@example.test> accepted" in out
+    assert "RCPT TO not tried: no outside address known yet" in out
+    assert "Outgoing address: 127.0.0.1" in out  # for the provider's allow list
     assert out.strip().endswith("Status: OK")
     assert peer.received == []  # RSET: nothing was sent
+
+
+def test_rcpt_to_an_outside_address_catches_a_server_that_will_not_relay(lite_bridge: Bridge, smtp_peer,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = smtp_peer("relay_denied")  # 550 5.7.1 Unable to relay, at RCPT
+    add_account(lite_bridge, peer.host, peer.port, monkeypatch)
+    add_alias(lite_bridge)
+    lite_bridge.run("settings", "set", "test_recipient", "someone@outside.example.org")
+    result = lite_bridge.run("test", "smtp", "main", ok=False)
+    assert result.exit_code == 1 and "Status: FAILED" in result.stdout
+    assert "Diagnosis: 550 5.7.1 Unable to relay (at rcpt)" in result.stdout and "relay" in result.stdout
+    ok = smtp_peer("accept")
+    lite_bridge.run("smtp", "add", "good", "--host", ok.host, "--port", str(ok.port), "--security", "none")
+    lite_bridge.run("alias", "add", "--employee", "1042", "--description", "Good", "--display-name", "Ana",
+                    "--from", "ana@example.test", "--smtp", "good")
+    out = lite_bridge.run("test", "smtp", "good", "--to", "other@outside.example.org").stdout
+    assert "RCPT TO:<other@outside.example.org> accepted (250)" in out and out.strip().endswith("Status: OK")
+    assert ok.received == []
+
+
+def test_send_to_sends_a_marked_test_message_and_reports_data_s_answer(lite_bridge: Bridge, smtp_peer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    denied = smtp_peer("send_as_denied_data")  # Microsoft 365's SendAsDenied, only at the end of DATA
+    add_account(lite_bridge, denied.host, denied.port, monkeypatch)
+    add_alias(lite_bridge)
+    assert lite_bridge.run("test", "smtp", "main", "--to", "c@outside.example.org").exit_code == 0  # RSET hides it
+    result = lite_bridge.run("test", "smtp", "main", "--send-to", "c@outside.example.org", ok=False)
+    assert result.exit_code == 1 and "5.2.252 SendAsDenied" in result.stdout and "(at data)" in result.stdout
+    assert "sender mode `reply-to`" in result.stdout
+    accepting = smtp_peer("accept")
+    lite_bridge.run("smtp", "add", "good", "--host", accepting.host, "--port", str(accepting.port), "--security",
+                    "none", "--default")
+    out = lite_bridge.run("test", "smtp", "good", "--employee", "1042", "--send-to", "c@outside.example.org").stdout
+    assert "Test message sent to c@outside.example.org: 250" in out and out.strip().endswith("Status: OK")
+    [got] = accepting.received
+    assert got.rcpt_tos == ["c@outside.example.org"] and b"Subject: Test message from replybridge" in got.data
+    assert b"Auto-Submitted: auto-generated" in got.data
+    bad = lite_bridge.run("test", "smtp", "good", "--send-to", "not an address", ok=False)
+    assert bad.exit_code != 0 and "--send-to" in bad.output
 
 
 @pytest.mark.parametrize("behaviour, account, words", [
