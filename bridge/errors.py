@@ -13,6 +13,10 @@ class NotFound(BridgeError):
     """A named thing (employee, account, alias, message) does not exist."""
 
 
+class InUse(InputError):
+    """A removal refused: something still uses the thing, and the message names it."""
+
+
 class ConfigError(BridgeError):
     """The set-up is incomplete: a setting, key or account is missing."""
 

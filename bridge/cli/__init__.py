@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import api_cmds, common, inbound_cmds, mail_cmds, oauth_cmds, setup_cmds, webhook_cmds
+from bridge.cli import (  # change_cmds adds `set` and `remove` to setup_cmds' groups as it loads
+    api_cmds,
+    change_cmds,  # noqa: F401
+    common,
+    inbound_cmds,
+    mail_cmds,
+    oauth_cmds,
+    setup_cmds,
+    webhook_cmds,
+)
 from bridge.cli.common import BridgeGroup
 
 

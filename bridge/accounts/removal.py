@@ -1,0 +1,64 @@
+"""Removing set-up: an SMTP account, an IMAP server or an alias, refused while something still uses it
+(the refusal names what, and what to do first). History keeps its words: sent mail keeps the From and the
+account name it went out with, so removing an alias only unlinks its old messages from it."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, or_, update
+from sqlmodel import Session, select
+
+from bridge.accounts.aliases import get_alias
+from bridge.accounts.imap_servers import get_imap
+from bridge.accounts.smtp_accounts import get_smtp
+from bridge.errors import InUse
+from models import Alias, ImapFolderState, ImapServer, OAuthGrant, OutboundMessage, SmtpAccount
+
+UNSENT = ("queued", "deferred", "sending")
+
+
+def _names(session: Session, query) -> list[str]:  # noqa: ANN001 - a select of one text column
+    return sorted(session.exec(query).all())
+
+
+def remove_smtp(session: Session, name: str) -> None:
+    account = get_smtp(session, name)
+    users = _names(session, select(Alias.description).where(Alias.smtp_account_id == account.id))
+    if users:
+        raise InUse(f"the SMTP account {name!r} is used by the alias(es) {', '.join(map(repr, users))}: give them "
+                    "another account first (replybridge alias set DESCRIPTION --smtp NAME)")
+    through_default = or_(OutboundMessage.automated, Alias.smtp_account_id.is_(None))  # as queue.account_for
+    waiting = session.exec(select(OutboundMessage.id).join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
+                           .where(OutboundMessage.status.in_(UNSENT), through_default)).first()
+    if account.is_default and waiting is not None:
+        raise InUse(f"the SMTP account {name!r} is the database-wide account and mail waits to go through it: make "
+                    "another account the database-wide one first (replybridge smtp set NAME --default)")
+    _forget(session, account)
+
+
+def remove_imap(session: Session, name: str) -> None:
+    server = get_imap(session, name)
+    users = _names(session, select(Alias.description).where(Alias.imap_server_id == server.id))
+    if users:
+        raise InUse(f"the IMAP server {name!r} is linked to the alias(es) {', '.join(map(repr, users))}: link "
+                    "them to another server first (replybridge alias set DESCRIPTION --imap NAME, or --no-imap)")
+    session.exec(delete(ImapFolderState).where(ImapFolderState.imap_server_id == server.id))
+    _forget(session, server)
+
+
+def remove_alias(session: Session, description: str) -> None:
+    alias = get_alias(session, description)
+    waiting = session.exec(select(OutboundMessage.id).where(OutboundMessage.alias_id == alias.id,
+                                                            OutboundMessage.status.in_(UNSENT))).all()
+    if waiting:
+        raise InUse(f"the alias {description!r} has {len(waiting)} message(s) waiting to be sent: let them go "
+                    "out, or remove them from the queue, first")
+    session.exec(update(OutboundMessage).where(OutboundMessage.alias_id == alias.id).values(alias_id=None))
+    session.delete(alias)
+    session.flush()
+
+
+def _forget(session: Session, account: SmtpAccount | ImapServer) -> None:
+    kind = "smtp" if isinstance(account, SmtpAccount) else "imap"
+    session.exec(delete(OAuthGrant).where(OAuthGrant.account_kind == kind, OAuthGrant.account_id == account.id))
+    session.delete(account)
+    session.flush()
