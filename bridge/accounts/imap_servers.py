@@ -65,8 +65,8 @@ def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto
 
 def update_imap(session: Session, server_id: int, fields: ServerFields, *, sent_folder: str,
                 poll_folder: str | None, poll_after: str) -> ImapServer:
-    """Edit a server. No password (None) keeps the stored one. A changed poll folder is watched from the
-    next start of `serve` (its watchers are started then)."""
+    """Edit a server. No password (None) keeps the stored one. A running `serve` watches a changed poll
+    folder within seconds (bridge.ops.pollers)."""
     return _save_imap(session, imap_by_id(session, server_id), fields, sent_folder, poll_folder, poll_after)
 
 

@@ -81,7 +81,7 @@ def imap_set(name: str, new_name: str | None, host: str | None, port: int | None
              timeout: float | None, ca_file: str | None, username: str | None, password_stdin: bool,
              password_env: str | None, sent_folder: str | None, poll_folder: str | None,
              poll_after: str | None) -> None:
-    """Change an IMAP server (a changed poll folder is watched from the next start of `serve`)."""
+    """Change an IMAP server; a running `serve` watches a changed poll folder within seconds."""
     password = read_password(password_stdin, password_env, required=False)
     with db() as session:
         server = imap_servers.get_imap(session, name)

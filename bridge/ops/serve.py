@@ -3,7 +3,8 @@
 The worker runs on an APScheduler interval (never two runs at once), and webhook deliveries on one
 of their own (a slow receiver never holds up routing or sending); the receiver has its own
 event-loop thread and only stores; routing runs in a process of its own; each polled IMAP folder
-has a watcher thread. Shutdown stops taking mail first, then lets the current work finish.
+has a watcher thread, kept in step with the set-up (bridge.ops.pollers). Shutdown stops taking mail
+first, then lets the current work finish.
 """
 
 from __future__ import annotations
@@ -15,23 +16,19 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
-from bridge.inbound.imap import folder_state, watch
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from bridge.ops import worker
 from bridge.ops.error_reports import records, report_mail
+from bridge.ops.pollers import Pollers
 from bridge.ops.webhooks import dispatch
-from models import ImapServer
-from models.db import session_scope
 
 log = logging.getLogger("replybridge.serve")
 WORKER_INTERVAL_S = 5.0
@@ -128,20 +125,6 @@ def run_worker_forever(eng: Engine, interval: float) -> None:
     scheduler.shutdown(wait=True)
 
 
-def start_pollers(eng: Engine, stop: threading.Event) -> list[threading.Thread]:
-    """A watcher thread per IMAP server with a poll folder (IDLE where offered, else polling)."""
-
-    with session_scope(eng) as session:
-        servers = session.exec(select(ImapServer.id, ImapServer.name).where(ImapServer.poll_folder.is_not(None))).all()
-    threads = []
-    for server_id, name in servers:
-        thread = threading.Thread(target=watch.watch, name=f"rb-imap-{name}", daemon=True,
-                                  args=(eng, server_id, f"{folder_state.default_owner()}:{server_id}", stop))
-        thread.start()
-        threads.append(thread)
-    return threads
-
-
 def _quiet_scheduler_logs() -> None:
     """APScheduler logs every run at INFO; the worker's own summary says what happened."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -169,8 +152,7 @@ def sole_serve_of_sqlite(eng: Engine) -> IO[str] | None:
     return handle
 
 
-def serve(eng: Engine, start_watchers: Callable[[Engine, threading.Event], list[threading.Thread]] = start_pollers
-          ) -> None:
+def serve(eng: Engine) -> None:
     """Everything on one database until SIGINT or SIGTERM (the engine: an initialised, current database)."""
     held = sole_serve_of_sqlite(eng)  # noqa: F841 - held open (and locked) for as long as this serve runs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -185,16 +167,15 @@ def serve(eng: Engine, start_watchers: Callable[[Engine, threading.Event], list[
     web.start()
     log.info("web pages and API on http://%s:%s/", web.host, web.port)
     stop = threading.Event()
-    watchers = start_watchers(eng, stop)
+    pollers = Pollers(eng, stop).start()
     interval = worker_interval()
     scheduler = _scheduler(eng, interval)
     scheduler.start()
-    log.info("worker every %.1f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", interval, len(watchers))
+    log.info("worker every %.1f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", interval, len(pollers.running))
     _until_signalled(stop)
     log.info("stopping")
     receiver.stop()
     web.stop()
-    for thread in watchers:
-        thread.join(timeout=10)
+    pollers.join(timeout=10)
     scheduler.shutdown(wait=True)
     router.stop()

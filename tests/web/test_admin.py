@@ -355,3 +355,23 @@ def test_the_form_mends_an_app_password_and_host_port_and_says_so(web: Served) -
     with Session(web.bridge.engine()) as session:
         stored = session.exec(select(SmtpAccount.secret)).one()
     assert crypto.decrypt(stored).reveal() == "abcdefghijklmnop"
+
+
+def test_a_poll_folder_added_to_a_running_serve_is_watched_and_its_state_shown(  # noqa: ANN001
+        web: Served, dovecot: Dovecot, monkeypatch) -> None:
+    from tests.helpers.inbound import deliver, routed
+    from tests.helpers.messages import candidate
+    from tests.helpers.setup_steps import add_poller
+
+    add_poller(web.bridge, dovecot, monkeypatch)  # while serve runs: no restart
+    deliver(dovecot, [candidate(1)])
+    routed(web.bridge, 1, timeout=30)
+    with signed_in_client(web, "admin@example.test") as (http, _token):
+        def watched() -> str | None:
+            text = http.get("/admin/imap").text
+            return text if "watched by" in text else None
+
+        page = web.wait_for(watched, 20, "the IMAP page to show who watches the folder")
+    state = re.sub(r"\s+", " ", page.split('class="poll-state muted">', 1)[1].split("</div>", 1)[0])
+    assert re.fullmatch(r"last pass: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; watched by [^:]+:\d+", state), state
+    assert f":{web.proc.pid}" in state  # this serve, host:pid

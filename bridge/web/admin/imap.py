@@ -3,11 +3,30 @@ folder, the poll folder and what happens after fetching, and Test connection up 
 
 from __future__ import annotations
 
+from sqlmodel import Session, select
+
 from bridge.accounts import imap_servers
 from bridge.checks.connection_check import check_imap
 from bridge.web.admin import forms
 from bridge.web.admin.server_pages import Kind, pages
-from models import ImapServer
+from models import ImapFolderState, ImapServer, aware, utcnow
+
+
+def poll_states(session: Session, rows: list[ImapServer]) -> dict[str, object]:
+    """Each poll folder's state for the list: last pass, last error, and the process holding it now."""
+    polls: dict[int, dict[str, str | None]] = {}
+    folders = {r.id: r.poll_folder for r in rows if r.poll_folder}
+    now = utcnow()
+    for st in session.exec(select(ImapFolderState).where(ImapFolderState.imap_server_id.in_(list(folders)))):
+        if st.folder != folders[st.imap_server_id]:
+            continue
+        held = st.lease_owner and st.lease_until and aware(st.lease_until) > now
+        polls[st.imap_server_id] = {
+            "last_pass": aware(st.last_poll_at).strftime("%Y-%m-%d %H:%M:%S UTC") if st.last_poll_at else None,
+            "error": st.last_error,
+            "holder": ":".join(st.lease_owner.split(":")[:2]) if held else None,  # host:pid
+        }
+    return {"polls": polls}
 
 KIND = Kind(
     name="imap", noun="IMAP server", record="server", model=ImapServer,
@@ -20,5 +39,6 @@ KIND = Kind(
                             "poll_after": forms.text(values, "poll_after") or "seen"},
     add=imap_servers.add_imap, update=imap_servers.update_imap, by_id=imap_servers.imap_by_id,
     check=lambda session, server: check_imap(session.get_bind(), server),
+    list_extra=poll_states,
 )
 router = pages(KIND)

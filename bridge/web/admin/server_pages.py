@@ -42,6 +42,7 @@ class Kind:
     update: Callable[..., Any]
     by_id: Callable[[Session, int], Any]
     check: Callable[[Session, Any], Report]  # Test connection
+    list_extra: Callable[[Session, list[Any]], dict[str, object]] = lambda _session, _rows: {}  # more for the list
 
 
 def server_fields(values: dict[str, str]) -> ServerFields:
@@ -65,7 +66,8 @@ def _list(request: Request, session: Session, kind: Kind, values: dict[str, str]
     states = {r.id: sign_in_state(session, kind.name, r) for r in rows}
     return render(request, session, f"admin/{kind.name}.html",
                   {"title": f"{kind.noun}s", "rows": rows, "states": states, "values": values, "errors": errors,
-                   "modes": [(m, m) for m in SECURITY_MODES], **forms.oauth_choices(session)},
+                   "modes": [(m, m) for m in SECURITY_MODES], **forms.oauth_choices(session),
+                   **kind.list_extra(session, rows)},
                   status_code=status_code)
 
 
