@@ -375,3 +375,19 @@ def test_a_poll_folder_added_to_a_running_serve_is_watched_and_its_state_shown( 
     state = re.sub(r"\s+", " ", page.split('class="poll-state muted">', 1)[1].split("</div>", 1)[0])
     assert re.fullmatch(r"last pass: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; watched by [^:]+:\d+", state), state
     assert f":{web.proc.pid}" in state  # this serve, host:pid
+
+
+def test_send_test_report_from_the_settings_page(web: Served, smtp_peer) -> None:  # noqa: ANN001
+    peer = smtp_peer("accept")
+    web.bridge.run("smtp", "add", "shared", "--host", peer.host, "--port", str(peer.port), "--security", "none",
+                   "--default")
+    with signed_in_client(web, "admin@example.test") as (http, token):
+        missing = http.post("/admin/settings/test-report", data={"csrf_token": token})
+        assert missing.status_code == 200 and "Status: FAILED" in missing.text and "report_to" in missing.text
+        web.bridge.run("settings", "set", "report_to", "ops@example.test")
+        web.bridge.run("settings", "set", "report_from", "bridge@example.test")
+        sent = http.post("/admin/settings/test-report", data={"csrf_token": token})
+        assert sent.status_code == 200 and "Status: OK" in sent.text and "Test report" in sent.text
+        assert http.post("/admin/settings/test-report", data={}).status_code == 403  # no CSRF token: refused
+    [mail] = peer.received
+    assert mail.rcpt_tos == ["ops@example.test"] and b"Sample report" in mail.data

@@ -7,7 +7,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
 from bridge import portal
+from bridge.checks.connection_check import Report
 from bridge.errors import InputError
+from bridge.ops.error_reports import report_mail
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db
@@ -54,15 +56,22 @@ def _fields() -> list[dict[str, object]]:
 
 
 def _page(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
-          status_code: int = 200) -> Response:
+          status_code: int = 200, report: Report | None = None) -> Response:
     return render(request, session, "admin/settings.html",
-                  {"title": "Settings", "fields": _fields(), "values": values, "errors": errors},
+                  {"title": "Settings", "fields": _fields(), "values": values, "errors": errors,
+                   "report": report.lines() if report else None, "ok": report.ok if report else True},
                   status_code=status_code)
 
 
 @router.get("/settings")
 def settings_page(request: Request, session: Session = Depends(db)) -> Response:
     return _page(request, session, shown(session), {})
+
+
+@router.post("/settings/test-report", dependencies=[Depends(auth.check_csrf)])
+def settings_test_report(request: Request, session: Session = Depends(db)) -> Response:
+    """The settings page's "Send test report": report_mail.send_sample, its lines shown on the page."""
+    return _page(request, session, shown(session), {}, report=report_mail.send_sample(session.get_bind()))
 
 
 @router.post("/settings", dependencies=[Depends(auth.check_csrf)])
