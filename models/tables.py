@@ -92,6 +92,10 @@ class SmtpAccount(SQLModel, table=True):
     provider_files_sent: bool = False  # the provider files SMTP-sent mail itself: skip our Sent append
     oauth_client_id: int | None = Field(default=None, foreign_key="oauth_client.id")  # XOAUTH2 instead of a password
     oauth_flow: str | None = None  # delegated (a person signed in) | app (client credentials)
+    # the friendly name and address mail of its own goes out under (error reports, letters to Unassigned
+    # senders), as a recruiting product's SMTP tab has them; unset: the mailer name and the username
+    from_name: str | None = None
+    from_address: str | None = None
 
 
 class ImapServer(SQLModel, table=True):

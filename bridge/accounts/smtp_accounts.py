@@ -7,6 +7,8 @@ from sqlmodel import Session, select
 
 from bridge import crypto
 from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_with_oauth, unique_name, use_oauth
+from bridge.accounts.validation import about, check_name
+from bridge.input_checks import check_address
 from models import SmtpAccount
 
 
@@ -43,6 +45,20 @@ def _save_smtp(session: Session, account: SmtpAccount, fields: ServerFields, is_
     account.name, account.host, account.port, account.security = f.name, f.host, f.port, f.security
     account.username, account.timeout, account.ca_file = f.username, f.timeout, f.ca_file
     account.is_default, account.provider_files_sent = is_default, provider_files_sent
+    session.add(account)
+    session.flush()
+    return account
+
+
+def set_identity(session: Session, account: SmtpAccount, from_name: str | None, from_address: str | None
+                 ) -> SmtpAccount:
+    """The friendly name and address the account's own mail goes out under (None: unchanged, "": unset)."""
+    if from_name is not None:
+        with about("from_name"):
+            account.from_name = check_name(from_name, "from name") if from_name.strip() else None
+    if from_address is not None:
+        with about("from_address"):
+            account.from_address = check_address(from_address, "from address") if from_address.strip() else None
     session.add(account)
     session.flush()
     return account

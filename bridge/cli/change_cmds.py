@@ -11,7 +11,7 @@ import click
 
 from bridge.accounts import aliases, employees, imap_servers, removal, servers, smtp_accounts
 from bridge.accounts.aliases import AliasFields
-from bridge.cli.common import db, password_options, read_password
+from bridge.cli.common import db, identity_options, password_options, read_password
 from bridge.cli.setup_cmds import alias, employee, imap, smtp
 from models import Employee, ImapServer, SmtpAccount
 
@@ -49,9 +49,11 @@ def _fields(account: SmtpAccount | ImapServer, new_name: str | None, host: str |
 @click.option("--default/--not-default", "is_default", default=None, help="Make it the database-wide account (or not).")
 @click.option("--provider-files-sent/--we-file-sent", "provider_files_sent", default=None,
               help="Whether the provider files SMTP-sent mail in Sent itself.")
+@identity_options
 def smtp_set(name: str, new_name: str | None, host: str | None, port: int | None, security: str | None,
              timeout: float | None, ca_file: str | None, username: str | None, password_stdin: bool,
-             password_env: str | None, is_default: bool | None, provider_files_sent: bool | None) -> None:
+             password_env: str | None, is_default: bool | None, provider_files_sent: bool | None,
+             from_name: str | None, from_address: str | None) -> None:
     """Change an SMTP account (the password, after a "wrong credentials" hint)."""
     password = read_password(password_stdin, password_env, required=False)
     with db() as session:
@@ -60,6 +62,7 @@ def smtp_set(name: str, new_name: str | None, host: str | None, port: int | None
         smtp_accounts.update_smtp(
             session, account.id, fields, is_default=account.is_default if is_default is None else is_default,
             provider_files_sent=account.provider_files_sent if provider_files_sent is None else provider_files_sent)
+        smtp_accounts.set_identity(session, account, from_name, from_address)
     click.echo(f"SMTP account {fields.name!r} changed")
 
 

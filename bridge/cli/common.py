@@ -86,6 +86,14 @@ def oauth_options(f):  # noqa: ANN001, ANN201 - a click decorator
                         "password.")(f)
 
 
+def identity_options(f):  # noqa: ANN001, ANN201 - a click decorator
+    """An SMTP account's own sender identity (the database-wide account's error reports and letters)."""
+    f = click.option("--from-address", help="The address the account's own mail (error reports, letters to new "
+                     "senders) goes out from (default: its username).")(f)
+    return click.option("--from-name", help="The friendly name that mail goes out under (default: the mailer "
+                        "name).")(f)
+
+
 def server_options(f):  # noqa: ANN001, ANN201 - a click decorator
     """Options SMTP accounts and IMAP servers share."""
     for decorator in reversed([

@@ -16,6 +16,7 @@ from bridge.cli.common import (
     db,
     emit_json,
     engine,
+    identity_options,
     oauth_options,
     password_options,
     read_password,
@@ -161,15 +162,18 @@ def smtp() -> None:
 @click.option("--default", "is_default", is_flag=True, help="Make this the database-wide account.")
 @click.option("--provider-files-sent", is_flag=True,
               help="The provider files SMTP-sent mail in Sent itself (e.g. Gmail): skip our Sent append.")
+@identity_options
 @oauth_options
 def smtp_add(name: str, host: str, port: int | None, security: str, timeout: float, ca_file: str | None,
              password_stdin: bool, password_env: str | None, username: str | None, is_default: bool,
-             provider_files_sent: bool, oauth: str | None, oauth_flow: str) -> None:
+             provider_files_sent: bool, from_name: str | None, from_address: str | None, oauth: str | None,
+             oauth_flow: str) -> None:
     password = read_password(password_stdin, password_env, required=False)
     fields = servers.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        smtp_accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent,
-                          oauth=oauth, oauth_flow=oauth_flow)
+        account = smtp_accounts.add_smtp(session, fields, is_default=is_default,
+                                         provider_files_sent=provider_files_sent, oauth=oauth, oauth_flow=oauth_flow)
+        smtp_accounts.set_identity(session, account, from_name, from_address)
     click.echo(f"SMTP account {name!r} added{' (database-wide)' if is_default else ''}")
     _print_sign_in_step("smtp", name, oauth, oauth_flow)
     _print_notes(fields.notes("smtp"))
@@ -180,7 +184,8 @@ def smtp_add(name: str, host: str, port: int | None, security: str, timeout: flo
 def smtp_list(as_json: bool) -> None:
     with db() as session:
         rows = [{"name": a.name, "host": a.host, "port": a.port, "security": a.security, "username": a.username,
-                 "timeout": a.timeout, "default": a.is_default, "provider_files_sent": a.provider_files_sent}
+                 "timeout": a.timeout, "default": a.is_default, "provider_files_sent": a.provider_files_sent,
+                 "from_name": a.from_name, "from_address": a.from_address}
                 for a in session.exec(select(SmtpAccount).order_by(SmtpAccount.name))]
     if as_json:
         emit_json(rows)

@@ -260,3 +260,22 @@ def test_no_report_before_now(lite_bridge: Bridge, smtp_peer) -> None:
     assert report_mail.report_due(eng, utcnow() + 30 * MIN) == 0
     assert report_mail.report_due(eng, utcnow() + 80 * MIN) == 1
     assert len(admin.received) == 2
+
+
+def test_reports_go_out_under_the_database_wide_accounts_own_name_and_address(lite_bridge: Bridge,
+                                                                              smtp_peer) -> None:
+    admin = smtp_peer("accept")
+    lite_bridge.run("smtp", "add", "wide", "--host", admin.host, "--port", str(admin.port), "--security", "none",
+                    "--default", "--from-name", "Acme Recruiting", "--from-address", "careers@example.test")
+    lite_bridge.run("settings", "set", "report_to", "admin@example.test")
+    assert "Status: OK" in lite_bridge.run("test", "report").output
+    [sample] = reports(admin)
+    assert sample["From"] == "Acme Recruiting <careers@example.test>"
+    assert admin.received[0].mail_from == "careers@example.test"
+    lite_bridge.run("smtp", "set", "wide", "--from-name", "", "--from-address", "")  # unset: the defaults again
+    [shown] = lite_bridge.json("smtp", "list")
+    assert (shown["from_name"], shown["from_address"]) == (None, None)
+    failed = lite_bridge.run("test", "report", ok=False)  # no username either: says how to give it an address
+    assert "smtp set wide --from-address" in failed.output
+    bad = lite_bridge.run("smtp", "set", "wide", "--from-address", "not an address", ok=False)
+    assert bad.exit_code == 1 and lite_bridge.json("smtp", "list") == [shown]

@@ -136,13 +136,17 @@ def _why(err: Exception, account: SmtpAccount | None) -> str:
 
 
 def _from_address(settings: portal.PortalSettings, account: SmtpAccount) -> str:
+    """report_from, else the account's own address, else its username when that is an address."""
     if settings.report_from:
         return settings.report_from
+    if account.from_address:
+        return account.from_address
     try:
         return check_address(account.username or "", "the database-wide account's username")
     except InputError:
-        raise ConfigError(f"the database-wide account {account.name!r} has no username that is an address: set "
-                          "one with `replybridge settings set report_from ADDRESS`") from None
+        raise ConfigError(f"the database-wide account {account.name!r} has no address of its own: give it one "
+                          f"with `replybridge smtp set {account.name} --from-address ADDRESS` (or settings set "
+                          "report_from ADDRESS)") from None
 
 
 def _when(at: dt.datetime) -> str:
@@ -186,7 +190,7 @@ def compose(settings: portal.PortalSettings, account: SmtpAccount, items: list[t
             now: dt.datetime | None = None) -> tuple[str, bytes]:
     """The report mail: (envelope sender, bytes), marked Auto-Submitted: auto-generated."""
     sender = _from_address(settings, account)
-    draft = Draft(from_name=settings.mailer_name, from_addr=sender, to_addr=settings.report_to,
+    draft = Draft(from_name=account.from_name or settings.mailer_name, from_addr=sender, to_addr=settings.report_to,
                   to_name=settings.report_to_name or None,
                   subject=settings.report_subject.format(condition=subject_condition(items)),
                   message_id=make_message_id(b"", sender.rsplit("@", 1)[1], None), mailer=settings.mailer_name,
