@@ -76,7 +76,7 @@ def _on_off(value: str) -> str:
         return "on"
     if word in ("off", "no", "false", "0"):
         return "off"
-    raise InputError("report_errors is `on` or `off`")
+    raise InputError("this setting is `on` or `off`")
 
 
 def _header_text(value: str) -> str:
@@ -123,6 +123,9 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
                        "TO (then RSET) to catch relay refusals (empty: the last recipient of the account's mail)"),
     "retry_delays": ("60,300", _delays, "seconds before the 2nd and 3rd attempt after a temporary failure"),
     "acknowledgement": ("", _text, "text of the automatic answer to a new candidate's first message (empty: off)"),
+    "acknowledge_unassigned": ("off", _on_off, "`on`: a new sender whose mail lands in Unassigned (an "
+                               "application to careers@) gets the acknowledgement too, through the database-wide "
+                               "account, under its own name and address"),
     "acknowledgement_subject": ("Thank you for your message", _header_text,
                                 "the acknowledgement's subject: fixed, never the sender's (which may be spam)"),
     "trusted_authserv_ids": ("[]", _list(_authserv), "your receiving servers' authserv-ids: their "
@@ -179,6 +182,7 @@ class PortalSettings:
     report_subject: str = "replybridge: {condition}"
     webhook_private_targets: bool = False
     test_recipient: str = ""
+    acknowledge_unassigned: bool = False
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -205,6 +209,7 @@ class PortalSettings:
             "report_subject": self.report_subject,
             "webhook_private_targets": "on" if self.webhook_private_targets else "off",
             "test_recipient": self.test_recipient,
+            "acknowledge_unassigned": "on" if self.acknowledge_unassigned else "off",
         }
 
 
@@ -230,4 +235,5 @@ def load(session: Session) -> PortalSettings:
         report_subject=raw["report_subject"],
         webhook_private_targets=raw["webhook_private_targets"] == "on",
         test_recipient=raw["test_recipient"],
+        acknowledge_unassigned=raw["acknowledge_unassigned"] == "on",
     )

@@ -150,6 +150,32 @@ def test_acknowledgement_once_to_a_new_candidate_and_never_to_machines(lite_brid
     assert first["candidate"] == "new@example.org"
 
 
+def test_acknowledgement_to_a_new_sender_in_unassigned_when_the_setting_says_so(lite_bridge: Bridge, smtp_peer,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An application to careers@: through the database-wide account, under its own name and address."""
+    shared = smtp_peer("accept")
+    lite_bridge.run("smtp", "add", "shared", "--host", shared.host, "--port", str(shared.port), "--security", "none",
+                    "--default", "--from-name", "Acme Careers", "--from-address", "careers@example.test")
+    lite_bridge.run("settings", "set", "acknowledgement", "Thank you, we received your application.")
+    off = ingest_json(lite_bridge, reply("u1@example.org", "Applicant <app1@example.org>", "careers@example.test"))
+    assert off["route"] == "unassigned"
+    lite_bridge.run("settings", "set", "acknowledge_unassigned", "on")
+    ingest_json(lite_bridge, reply("u2@example.org", "Applicant <app2@example.org>", "careers@example.test"))
+    ingest_json(lite_bridge, reply("u3@example.org", "app2@example.org", "careers@example.test"))  # once a week
+    ingest_json(lite_bridge, reply("u4@example.org", "bot@example.org", "careers@example.test",
+                                   extra="Auto-Submitted: auto-generated\r\n"))
+    ingest_json(lite_bridge, reply("u5@example.org", "news@example.org", "careers@example.test",
+                                   extra="List-Unsubscribe: <mailto:u@example.org>\r\n"))
+    lite_bridge.run("worker", "--once")
+    [letter] = shared.received
+    msg = email.message_from_bytes(letter.data, policy=email.policy.default)
+    assert letter.rcpt_tos == ["app2@example.org"] and letter.mail_from == "careers@example.test"
+    assert str(msg["From"]) == "Acme Careers <careers@example.test>" and msg["Auto-Submitted"] == "auto-replied"
+    assert msg["In-Reply-To"] == "<u2@example.org>" and msg["Subject"] == "Thank you for your message"
+    [entry] = [e for e in lite_bridge.json("log") if e["purpose"] == "acknowledgement"]
+    assert entry["status"] == "sent" and entry["employee_number"] is None
+
+
 def test_no_acknowledgement_to_forged_senders_and_never_the_senders_subject(
         lite_bridge: Bridge, smtp_peer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """Backscatter: a spoofed new sender must not get a letter echoing the spam's subject."""

@@ -1,10 +1,13 @@
 """The optional acknowledgement letter: one automatic answer to a new candidate's first message.
 
-Off while the `acknowledgement` setting is empty. Never to automatic mail or bounces, to the null
-sender, to no-reply or system addresses, to list or bulk mail, to someone who already is a candidate,
-to mail your own receiving server marks as failing SPF, DKIM or DMARC (a forged sender would get it:
-backscatter), at most once per address per 7 days and HOURLY_LIMIT in all per hour; its subject is
-fixed, never the sender's. An acknowledgement must never start a mail loop or carry spam.
+Off while the `acknowledgement` setting is empty. It goes from the employee's numbered address; with
+`acknowledge_unassigned` on, a new sender whose mail landed in Unassigned (an application to careers@)
+gets it too, through the database-wide account under that account's own name and address. Never to
+automatic mail or bounces, to the null sender, to no-reply or system addresses, to list or bulk mail, to
+someone who already is a candidate, to mail your own receiving server marks as failing SPF, DKIM or
+DMARC (a forged sender would get it: backscatter), at most once per address per 7 days and HOURLY_LIMIT
+in all per hour; its subject is fixed, never the sender's. An acknowledgement must never start a mail
+loop or carry spam.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import re
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bridge import portal
+from bridge import crypto, portal
+from bridge.accounts import smtp_accounts
 from bridge.inbound.after_routing.context import Routed
 from bridge.outbound import queue
+from bridge.outbound.compose import Draft, display_from, render
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage, utcnow
+from routing.message_ids import make_message_id
 from routing.router import Headers
 
 WINDOW = dt.timedelta(days=7)
@@ -48,8 +54,10 @@ def failing_authentication(headers: Headers, trusted: tuple[str, ...]) -> str | 
 def why_not(session: Session, row: InboundMessage, headers: Headers,
             settings: portal.PortalSettings | None = None) -> str | None:
     """The reason no acknowledgement goes out, or None when one should."""
-    if row.kind != "reply" or row.route != "employee" or row.flagged:
-        return "not a person's reply routed to an employee"
+    unassigned = row.route == "unassigned" and row.rule != "unreadable" and bool(
+        settings and settings.acknowledge_unassigned)
+    if row.kind != "reply" or row.flagged or not (row.route == "employee" or unassigned):
+        return "not a person's reply routed to an employee (or to Unassigned, with acknowledge_unassigned on)"
     if not row.from_addr or row.envelope_from == "":
         return "no sender, or the null sender"
     if _SYSTEM_LOCAL.match(row.from_addr.split("@")[0]):
@@ -81,6 +89,8 @@ def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,
     text = settings.acknowledgement
     if not text or why_not(session, row, headers, settings) is not None:
         return None
+    if row.route == "unassigned":
+        return _from_the_account(session, row, settings)
     employee = session.get(Employee, row.employee_id)
     ack = queue.queue(session, queue.Request(
         employee_number=employee.number, to=row.from_addr, subject=settings.acknowledgement_subject, text=text,
@@ -88,6 +98,29 @@ def maybe_acknowledge(session: Session, row: InboundMessage, headers: Headers,
         in_reply_to=row.message_id, references=(row.message_id,) if row.message_id else ()))
     row.candidate_id, row.conversation_id = ack_links(session, ack)
     return ack
+
+
+def _from_the_account(session: Session, row: InboundMessage, settings: portal.PortalSettings
+                      ) -> OutboundMessage | None:
+    """The letter to an Unassigned sender: through the database-wide account, under its own identity (no
+    employee's numbered address: nobody has taken the message yet)."""
+    account = smtp_accounts.default_smtp(session)
+    sender = account.from_address or account.username if account is not None else None
+    if account is None or not sender or "@" not in sender:
+        return None  # no account, or one without an address of its own: nothing to send it from
+    now = utcnow()
+    message_id = make_message_id(crypto.signing_key("message-id"), sender.rsplit("@", 1)[1], None)
+    raw = render(Draft(from_name=account.from_name or settings.mailer_name, from_addr=sender, to_addr=row.from_addr,
+                       subject=settings.acknowledgement_subject, message_id=message_id, mailer=settings.mailer_name,
+                       text=settings.acknowledgement, auto_submitted="auto-replied", in_reply_to=row.message_id,
+                       references=(row.message_id,) if row.message_id else (), date=now))
+    letter = OutboundMessage(message_id=message_id, automated=True, purpose="acknowledgement", inbound_id=row.id,
+                             from_addr=display_from(account.from_name or settings.mailer_name, sender),
+                             envelope_from=sender, to_addr=row.from_addr, subject=settings.acknowledgement_subject,
+                             raw=raw, created_at=now, next_attempt_at=now)
+    session.add(letter)
+    session.flush()
+    return letter
 
 
 def ack_links(session: Session, ack: OutboundMessage) -> tuple[int | None, int | None]:
