@@ -391,3 +391,30 @@ def test_send_test_report_from_the_settings_page(web: Served, smtp_peer) -> None
         assert http.post("/admin/settings/test-report", data={}).status_code == 403  # no CSRF token: refused
     [mail] = peer.received
     assert mail.rcpt_tos == ["ops@example.test"] and b"Sample report" in mail.data
+
+
+def test_test_connection_on_the_alias_page_tries_its_account_and_sent_folder(web: Served, page, smtp_peer,  # noqa: ANN001
+                                                                             dovecot: Dovecot,
+                                                                             monkeypatch) -> None:  # noqa: ANN001
+    from tests.helpers.setup_steps import add_imap
+
+    refusing = smtp_peer("relay_denied")  # takes MAIL FROM, refuses RCPT to an outside address
+    web.bridge.run("smtp", "add", "office", "--host", refusing.host, "--port", str(refusing.port), "--security", "none")
+    add_imap(web.bridge, dovecot, monkeypatch)
+    web.bridge.run("alias", "add", "--employee", "1042", "--description", "Ana jobs", "--display-name", "Ana",
+                   "--from", "ana@example.test", "--smtp", "office", "--imap", "mailbox")
+    web.bridge.run("settings", "set", "test_recipient", "someone@outside.example.org")
+    sign_in(page, web, "admin@example.test")
+    page.goto(f"{web.base_url}/admin/aliases/1")
+    page.get_by_role("button", name="Test connection").click()
+    page.wait_for_load_state()
+    sections = page.locator("section.report")
+    assert sections.count() == 2
+    smtp_lines = sections.nth(0).inner_text()
+    assert "Test connection: SMTP account office" in smtp_lines
+    assert "MAIL FROM:<jobs+1042@example.test> accepted" in smtp_lines  # the alias's numbered address
+    assert "Status: FAILED" in smtp_lines and "550 5.7.1 Unable to relay (at rcpt)" in smtp_lines
+    imap_lines = sections.nth(1).inner_text()
+    assert "IMAP server mailbox (Sent folder)" in imap_lines and "Sent folder: Sent" in imap_lines
+    assert "Status: OK" in imap_lines
+    screenshot(page, "admin-alias-test")

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from bridge.accounts import aliases
 from bridge.accounts.oauth.status import SignInState, sign_in_state
 from bridge.accounts.smtp_accounts import default_smtp
+from bridge.checks.connection_check import Report, check_imap, check_smtp
 from bridge.errors import InputError, NotFound
 from bridge.web import auth
 from bridge.web.admin import forms
@@ -73,11 +74,13 @@ def _sign_ins(session: Session, alias: Alias) -> list[tuple[str, SignInState]]:
 
 
 def _edit(request: Request, session: Session, alias: Alias, values: dict[str, str] | None = None,
-          errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
+          errors: dict[str, str] | None = None, status_code: int = 200,
+          reports: list[tuple[str, Report]] | None = None) -> Response:
     sign_ins = _sign_ins(session, alias)
     response = render(request, session, "admin/alias_edit.html",
                       {"title": f"Alias {alias.description}", "alias": alias, "sign_ins": sign_ins,
                        "values": values_of(session, alias) if values is None else values, "errors": errors or {},
+                       "reports": [(title, r.lines(), r.ok) for title, r in reports or []],
                        **_choices(session)}, status_code=status_code)
     return allow_sign_in(response, [state for _, state in sign_ins])
 
@@ -106,6 +109,26 @@ def alias_add(request: Request, values: dict[str, str] = Depends(forms.form_valu
 @router.get("/aliases/{alias_id}")
 def alias_edit(request: Request, alias_id: int, session: Session = Depends(db)) -> Response:
     return _edit(request, session, _alias(session, alias_id))
+
+
+@router.post("/aliases/{alias_id}/test", dependencies=[Depends(auth.check_csrf)])
+def alias_test(request: Request, alias_id: int, session: Session = Depends(db)) -> Response:
+    """Test connection as the alias sends: its SMTP account (or the database-wide one) with MAIL FROM its
+    employee's numbered address, and its linked IMAP server's Sent folder."""
+    alias = _alias(session, alias_id)
+    employee = session.get(Employee, alias.employee_id)
+    smtp = session.get(SmtpAccount, alias.smtp_account_id) if alias.smtp_account_id else default_smtp(session)
+    reports: list[tuple[str, Report]] = []
+    if smtp is None:
+        reports.append(("SMTP", Report(ok=False, diagnosis="no SMTP account: the alias has none and there is no "
+                                       "database-wide account", hint="choose one below, or add a database-wide "
+                                       "account")))
+    else:
+        reports.append((f"SMTP account {smtp.name}", check_smtp(session, smtp, employee.number)))
+    if alias.imap_server_id:
+        server = session.get(ImapServer, alias.imap_server_id)
+        reports.append((f"IMAP server {server.name} (Sent folder)", check_imap(session.get_bind(), server)))
+    return _edit(request, session, alias, reports=reports)
 
 
 @router.post("/aliases/{alias_id}", dependencies=[Depends(auth.check_csrf)])
