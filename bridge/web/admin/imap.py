@@ -38,7 +38,7 @@ KIND = Kind(
                             "poll_folder": forms.optional(values, "poll_folder"),
                             "poll_after": forms.text(values, "poll_after") or "seen"},
     add=imap_servers.add_imap, update=imap_servers.update_imap, by_id=imap_servers.imap_by_id,
-    check=lambda session, server: check_imap(session.get_bind(), server),
+    check=lambda session, server, _values: check_imap(session.get_bind(), server),
     list_extra=poll_states,
 )
 router = pages(KIND)

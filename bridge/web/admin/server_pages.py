@@ -41,7 +41,7 @@ class Kind:
     add: Callable[..., Any]  # bridge.accounts: add_smtp | add_imap
     update: Callable[..., Any]
     by_id: Callable[[Session, int], Any]
-    check: Callable[[Session, Any], Report]  # Test connection
+    check: Callable[[Session, Any, dict[str, str]], Report]  # Test connection (the form's values: send_to)
     list_extra: Callable[[Session, list[Any]], dict[str, object]] = lambda _session, _rows: {}  # more for the list
 
 
@@ -131,10 +131,14 @@ def pages(kind: Kind) -> APIRouter:
         return RedirectResponse(f"/admin{base}/{record_id}", status_code=303)
 
     @router.post(base + "/{record_id}/test", name=f"{kind.name}_test", dependencies=[Depends(auth.check_csrf)])
-    def tested(request: Request, record_id: int, session: Session = Depends(db)) -> Response:
+    def tested(request: Request, record_id: int, values: dict[str, str] = Depends(forms.form_values),
+               session: Session = Depends(db)) -> Response:
         """Test connection: the same steps a real send or append takes; the page shows the CLI's lines."""
         r = kind.by_id(session, record_id)
-        report = kind.check(session, r)
+        try:
+            report = kind.check(session, r, values)
+        except InputError as err:
+            report = Report(ok=False, diagnosis=str(err), hint="give an address the test message can go to")
         return _edit(request, session, kind, r, report=report.lines(), ok=report.ok)
 
     return router

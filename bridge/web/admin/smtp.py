@@ -1,10 +1,12 @@
 """/admin/smtp: SMTP accounts (the pages' body is server_pages.py; here what only SMTP accounts have: the
-database-wide flag, a provider that files sent mail itself, and Test connection up to MAIL FROM)."""
+database-wide flag, a provider that files sent mail itself, and Test connection up to RCPT, or with a real
+test message to an address the admin gives)."""
 
 from __future__ import annotations
 
 from bridge.accounts import smtp_accounts
 from bridge.checks.connection_check import check_smtp
+from bridge.input_checks import check_address
 from bridge.web.admin import forms
 from bridge.web.admin.server_pages import Kind, pages
 from models import SmtpAccount
@@ -17,6 +19,8 @@ KIND = Kind(
     options=lambda values: {"is_default": forms.checked(values, "is_default"),
                             "provider_files_sent": forms.checked(values, "provider_files_sent")},
     add=smtp_accounts.add_smtp, update=smtp_accounts.update_smtp, by_id=smtp_accounts.smtp_by_id,
-    check=check_smtp,
+    check=lambda session, account, values: check_smtp(
+        session, account, send_to=check_address(values["send_to"], "test message address")
+        if values.get("send_to", "").strip() else None),
 )
 router = pages(KIND)
