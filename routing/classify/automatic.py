@@ -23,6 +23,10 @@ _AUTO_SUBJECT = re.compile(
     r"odpowied[źz] automatyczna|resposta autom[áa]tica|automatick[áa] odpov[ěe][ďd])\b",
     re.I,
 )
+# An abuse or spam complaint sent as multipart/mixed with the message attached, without ARF's
+# multipart/report: from a complaints address, about abuse or spam.
+_COMPLAINT_LOCAL = re.compile(r"^(?:abuse|spam|spamcop|fbl|feedback|complaints?|reports?|junk)(?:[-_.+].*)?$", re.I)
+_COMPLAINT_TEXT = re.compile(r"\b(?:abuse|spam|unsolicited|complaint|phishing)\b", re.I)
 _MDN_TYPES = frozenset({"message/disposition-notification", "message/global-disposition-notification"})
 _PRECEDENCE_AUTO = frozenset({"bulk", "junk", "list", "auto_reply", "auto-reply"})
 _LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post")
@@ -69,6 +73,10 @@ def automatic_signal(ev: Evidence) -> str | None:
     signal = header_signal(ev.headers, ev.envelope_from)
     if signal:
         return signal
+    if (_COMPLAINT_LOCAL.match(ev.from_addr.split("@", 1)[0]) and any(content_type(p) == "message/rfc822"
+                                                                     for p in ev.parts)
+            and _COMPLAINT_TEXT.search(f"{ev.subject}\n{ev.own_text[:2000]}")):
+        return "abuse or spam complaint with the message attached (a feedback report without ARF)"
     if _AUTO_SUBJECT.match(ev.subject):
         return f"auto-reply subject ({ev.subject[:40]!r})"
     if ev.noreply_sender:

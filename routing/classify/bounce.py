@@ -79,6 +79,24 @@ _FAILURE_TEXT = re.compile(
     re.I | re.M,
 )
 _QUOTED_HEADER = re.compile(r"(?im)^(?:message-id|received|from|to|subject):")
+# How old mail servers' plain-text notices open, when they carry no DSN (and often a "RE:" subject): no
+# person starts a reply this way. English and French.
+_NOTICE_OPENING = re.compile(
+    r"\A\s*(?:(?:your|the) (?:message|e-?mail|mail)\b[^\n]{0,80}?\b(?:could not|couldn'?t|can ?not|was not|"
+    r"wasn'?t|did not|has not been|have not been) (?:be )?(?:delivered|reach(?:ed)?|sent)|"
+    r"(?:votre|le) (?:message|courriel|e-?mail)\b[^\n]{0,80}?\bn'a pas (?:pu )?(?:\S{1,2}tre )?"
+    r"(?:remis|d\S{1,2}livr|distribu|transmis|envoy)|"  # accents may arrive mis-decoded
+    r"(?:delivery|d[ée]livrance|remise) (?:to the following recipients? )?(?:has )?(?:failed|[ée]chou[ée]e?))",
+    re.I,
+)
+# A mailing-list manager's alert that a message went round in a loop, returning it.
+_LOOP_TEXT = re.compile(r"mail(?:ing)? loop|loop(?:ing)? (?:detected|message)|too many hops|hop count", re.I)
+# ... or its refusal of a post from someone who is not a member (the post did not reach the list).
+_LIST_REFUSAL_TEXT = re.compile(r"\A\s*(?:you(?:r address)?\b[^\n]{0,60}\bnot (?:a )?(?:member|subscribed)|"
+                                r"only (?:list )?members may post|posting (?:is )?restricted to members)", re.I)
+_LIST_MANAGER_LOCAL = re.compile(r"^(?:listserv|majordomo|mailman|sympa|ecartis|lyris|listproc|smartlist)(?:[-_.].*)?$"
+                                 r"|(?:-owner|-request|-bounces|-admin)$|^owner-", re.I)
+_LIST_SERVER_HEADERS = ("X-MLServer", "X-ML-Server", "Mailing-List", "X-Mailman-Version", "X-Ecartis-Version")
 _DIAG_LINE = re.compile(
     r"\b[45]\d\d\b[ -]|[245]\.\d{1,3}\.\d{1,3}|unknown|does not exist|not found|no such|full|quota|rejected|"
     r"denied|refused|blocked|timed? ?out|expired|invalid|unavailable|failed|disabled|not permitted|spam|"
@@ -130,10 +148,20 @@ def detect_bounce(ev: Evidence) -> Bounce | None:
     ses = ev.ses_notification
     if ses is not None and ses.get("notificationType") == "Bounce":
         return "Amazon SES bounce notification", _ses_bounce(ses)
-    if ev.human_reply:
-        return None
     failed_header = bool(header(ev.headers, "X-Failed-Recipients"))  # only Exim's bounces carry it
     structural = failed_header or bool(original.parts)
+    returned = structural or bool(_QUOTED_HEADER.search(ev.tail_text))
+    if ev.human_reply:  # "RE:" from a non-system sender: a bounce only when its text opens like one
+        if (_NOTICE_OPENING.match(ev.own_text) and (structural or _DIAG_CODE.search(ev.own_text))
+                and header(ev.headers, "User-Agent") is None):  # a person's quoted "From:" lines are not enough
+            return "delivery-failure notice (no DSN) under a reply subject", _bounce_info(ev, original)
+        return None
+    list_manager = bool(_LIST_MANAGER_LOCAL.search(ev.from_addr.split("@", 1)[0]))
+    if list_manager and returned and _LOOP_TEXT.search(ev.own_text):
+        return "mailing-list manager's mail-loop alert returning the original", _bounce_info(ev, original)
+    if (list_manager or any(header(ev.headers, name) for name in _LIST_SERVER_HEADERS)) and \
+            _LIST_REFUSAL_TEXT.match(ev.own_text):
+        return "mailing list refused the post (sender not a member)", _bounce_info(ev, original)
     sender, subject = ev.sender_evidence, ev.subject_evidence and not ev.mua_marks
     if not (sender or subject or structural):
         return None  # nothing in the headers or structure looks like a bounce

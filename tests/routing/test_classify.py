@@ -865,3 +865,98 @@ def test_every_corpus_file_is_classified_without_an_exception(corpus: list[Seen]
         message = email.message_from_bytes(s.raw, policy=email.policy.default)
         assert classify(message).kind == s.result.kind, s.file
     print(f"\n{len(relevant)} files again under policy.default in {time.perf_counter() - started:.2f} s")
+
+
+# --- notices without a DSN that real mail servers and list managers send ---------------------------------------
+
+@pytest.mark.parametrize("opening", [
+    "Your message could not be delivered to the following recipient(s):\n\n  candidate@example.net\n"
+    "  550 5.1.1 User unknown",
+    "Votre message n'a pas pu être remis aux destinataires suivants :\n\n  candidate@example.net\n"
+    "  550 5.1.1 Utilisateur inconnu",
+])
+def test_an_old_servers_notice_under_a_reply_subject_is_a_bounce(opening: str) -> None:
+    """No DSN, a "RE:" subject and a sender that is no mail system: the text opens as only a notice does."""
+    result = classify(parse(f"""\
+From: Administrator <admin@mail.example.net>
+To: jobs+1042@example.com
+Subject: RE: Your application
+Content-Type: text/plain; charset=utf-8
+
+{opening}
+"""))
+    assert bounce_of(result).permanent and "under a reply subject" in result.reason
+
+
+def test_a_person_who_starts_with_the_same_words_is_no_bounce() -> None:
+    """A person quoting the original under Outlook's "From:" lines, with no status code: a reply."""
+    result = classify(parse("""\
+From: Cand <candidate@example.net>
+To: jobs+1042@example.com
+Subject: RE: Your application
+Content-Type: text/plain
+
+Your message could not be delivered to my old address, so please write here from now on.
+
+From: Recruiter <jobs+1042@example.com>
+Sent: Monday
+Subject: Your application
+"""))
+    assert result.kind == "reply", result
+
+
+def test_a_list_managers_loop_alert_returning_the_original_is_a_bounce() -> None:
+    result = classify(parse(f"""\
+From: jobs-list-owner@lists.example.net
+To: jobs+1042@example.com
+Subject: Message rejected
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="L"
+
+--L
+Content-Type: text/plain
+
+A mail loop was detected: your message has been returned.
+
+--L
+Content-Type: message/rfc822
+
+{ORIGINAL}
+--L--
+"""))
+    assert bounce_of(result) and "mail-loop alert" in result.reason
+
+
+def test_a_list_refusing_a_non_members_post_is_a_bounce() -> None:
+    result = classify(parse("""\
+From: jobs-admin@lists.example.net
+To: jobs+1042@example.com
+Subject: You are not a member (jobs ML)
+X-MLServer: fml [fml 4.0.3 release]
+
+You are not a member of this mailing list <jobs@lists.example.net>.
+"""))
+    assert bounce_of(result) and "not a member" in result.reason
+
+
+def test_an_abuse_complaint_without_arf_is_automatic() -> None:
+    """multipart/mixed with the message attached, no multipart/report: a feedback report all the same."""
+    result = classify(parse(f"""\
+From: abuse@isp.example.net
+To: jobs+1042@example.com
+Subject: Abuse report about a message from your network
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="A"
+
+--A
+Content-Type: text/plain
+
+We received a spam complaint about the attached message.
+
+--A
+Content-Type: message/rfc822
+
+{ORIGINAL}
+--A--
+"""))
+    assert (result.kind, result.automatic) == ("auto_reply", True) and "complaint" in result.reason
