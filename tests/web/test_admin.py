@@ -433,3 +433,30 @@ def test_send_test_message_from_the_smtp_account_page(web: Served, smtp_peer) ->
     assert "Test message sent to me@outside.example.org: 250" in sent.text and "Status: OK" in sent.text
     [got] = peer.received
     assert got.rcpt_tos == ["me@outside.example.org"] and got.mail_from == "jobs+1042@example.test"
+
+
+def test_removing_set_up_from_the_pages_asks_first_and_names_what_still_uses_it(web: Served, page,  # noqa: ANN001
+                                                                                smtp_peer) -> None:  # noqa: ANN001
+    peer = smtp_peer("accept")
+    web.bridge.run("smtp", "add", "office", "--host", peer.host, "--port", str(peer.port), "--security", "none")
+    web.bridge.run("alias", "add", "--employee", "1042", "--description", "Ana jobs", "--display-name", "Ana",
+                   "--from", "ana@example.test", "--smtp", "office")
+    sign_in(page, web, "admin@example.test")
+    page.goto(f"{web.base_url}/admin/smtp/1")
+    page.get_by_role("link", name="Remove…").click()
+    assert page.locator("h1").inner_text() == "Remove SMTP account office?"
+    assert len(web.bridge.json("smtp", "list")) == 1  # asking removed nothing
+    page.get_by_role("button", name="Remove SMTP account").click()
+    assert "Not removed:" in page.get_by_role("alert").inner_text() and "'Ana jobs'" in page.content()
+    assert len(web.bridge.json("smtp", "list")) == 1
+
+    page.goto(f"{web.base_url}/admin/aliases/1")
+    page.get_by_role("link", name="Remove…").click()
+    page.get_by_role("button", name="Remove alias").click()
+    assert "Alias 'Ana jobs' removed" in page.locator(".flash").inner_text()
+    page.goto(f"{web.base_url}/admin/smtp/1/remove")
+    page.get_by_role("button", name="Remove SMTP account").click()
+    assert "SMTP account 'office' removed" in page.locator(".flash").inner_text()
+    assert web.bridge.json("smtp", "list") == [] and web.bridge.json("alias", "list") == []
+    with signed_in_client(web, "admin@example.test") as (http, _token):  # without the form's token: refused
+        assert http.post("/admin/aliases/1/remove", data={}).status_code == 403

@@ -7,13 +7,13 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bridge.accounts import aliases
+from bridge.accounts import aliases, removal
 from bridge.accounts.oauth.status import SignInState, sign_in_state
 from bridge.accounts.smtp_accounts import default_smtp
 from bridge.checks.connection_check import Report, check_imap, check_smtp
 from bridge.errors import InputError, NotFound
 from bridge.web import auth
-from bridge.web.admin import forms
+from bridge.web.admin import forms, removal_pages
 from bridge.web.deps import db
 from bridge.web.oauth_signin import allow_sign_in
 from bridge.web.templating import flash, render
@@ -109,6 +109,27 @@ def alias_add(request: Request, values: dict[str, str] = Depends(forms.form_valu
 @router.get("/aliases/{alias_id}")
 def alias_edit(request: Request, alias_id: int, session: Session = Depends(db)) -> Response:
     return _edit(request, session, _alias(session, alias_id))
+
+
+ALIAS_CONSEQUENCE = ("Its sent mail stays in the Mail Log with the From it went out with. An alias with mail "
+                     "waiting to go out through it cannot be removed until that mail has gone.")
+
+
+@router.get("/aliases/{alias_id}/remove")
+def alias_remove_confirm(request: Request, alias_id: int, session: Session = Depends(db)) -> Response:
+    alias = _alias(session, alias_id)
+    return removal_pages.confirm(request, session, noun="alias", name=alias.description,
+                                 action=f"/admin/aliases/{alias_id}/remove", back=f"/admin/aliases/{alias_id}",
+                                 consequence=ALIAS_CONSEQUENCE)
+
+
+@router.post("/aliases/{alias_id}/remove", dependencies=[Depends(auth.check_csrf)])
+def alias_remove(request: Request, alias_id: int, session: Session = Depends(db)) -> Response:
+    description = _alias(session, alias_id).description
+    return removal_pages.remove(request, session, lambda: removal.remove_alias(session, description), noun="alias",
+                                name=description, action=f"/admin/aliases/{alias_id}/remove",
+                                back=f"/admin/aliases/{alias_id}", listing="/admin/aliases",
+                                consequence=ALIAS_CONSEQUENCE)
 
 
 @router.post("/aliases/{alias_id}/test", dependencies=[Depends(auth.check_csrf)])

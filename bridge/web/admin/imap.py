@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from bridge.accounts import imap_servers
+from bridge.accounts import imap_servers, removal
 from bridge.checks.connection_check import check_imap
 from bridge.web.admin import forms
 from bridge.web.admin.server_pages import Kind, pages
@@ -40,5 +40,8 @@ KIND = Kind(
     add=imap_servers.add_imap, update=imap_servers.update_imap, by_id=imap_servers.imap_by_id,
     check=lambda session, server, _values: check_imap(session.get_bind(), server),
     list_extra=poll_states,
+    remove=removal.remove_imap,
+    consequence="Its poll folder is no longer watched and its progress is forgotten. A server an alias is linked "
+                "to cannot be removed: link the alias to another server first.",
 )
 router = pages(KIND)

@@ -18,7 +18,7 @@ from bridge.checks.connection_check import Report
 from bridge.errors import InputError
 from bridge.net.connections import SECURITY_MODES
 from bridge.web import auth
-from bridge.web.admin import forms
+from bridge.web.admin import forms, removal_pages
 from bridge.web.deps import db
 from bridge.web.oauth_signin import allow_sign_in
 from bridge.web.templating import flash, render
@@ -42,6 +42,8 @@ class Kind:
     update: Callable[..., Any]
     by_id: Callable[[Session, int], Any]
     check: Callable[[Session, Any, dict[str, str]], Report]  # Test connection (the form's values: send_to)
+    remove: Callable[[Session, str], None] = lambda _session, _name: None  # bridge.accounts.removal, by name
+    consequence: str = ""  # what removing one does, on the confirmation page
     list_extra: Callable[[Session, list[Any]], dict[str, object]] = lambda _session, _rows: {}  # more for the list
 
 
@@ -129,6 +131,21 @@ def pages(kind: Kind) -> APIRouter:
         session.commit()
         flash(request, forms.with_notes(f"{kind.noun} {name!r} saved", server_fields(values), kind.name))
         return RedirectResponse(f"/admin{base}/{record_id}", status_code=303)
+
+    @router.get(base + "/{record_id}/remove", name=f"{kind.name}_remove_confirm")
+    def remove_confirm(request: Request, record_id: int, session: Session = Depends(db)) -> Response:
+        r = kind.by_id(session, record_id)
+        return removal_pages.confirm(request, session, noun=kind.noun, name=r.name,
+                                     action=f"/admin{base}/{record_id}/remove", back=f"/admin{base}/{record_id}",
+                                     consequence=kind.consequence)
+
+    @router.post(base + "/{record_id}/remove", name=f"{kind.name}_remove", dependencies=[Depends(auth.check_csrf)])
+    def removed(request: Request, record_id: int, session: Session = Depends(db)) -> Response:
+        r = kind.by_id(session, record_id)
+        name = r.name
+        return removal_pages.remove(request, session, lambda: kind.remove(session, name), noun=kind.noun, name=name,
+                                    action=f"/admin{base}/{record_id}/remove", back=f"/admin{base}/{record_id}",
+                                    listing=f"/admin{base}", consequence=kind.consequence)
 
     @router.post(base + "/{record_id}/test", name=f"{kind.name}_test", dependencies=[Depends(auth.check_csrf)])
     def tested(request: Request, record_id: int, values: dict[str, str] = Depends(forms.form_values),

@@ -4,7 +4,7 @@ test message to an address the admin gives)."""
 
 from __future__ import annotations
 
-from bridge.accounts import smtp_accounts
+from bridge.accounts import removal, smtp_accounts
 from bridge.checks.connection_check import check_smtp
 from bridge.input_checks import check_address
 from bridge.web.admin import forms
@@ -19,6 +19,9 @@ KIND = Kind(
     options=lambda values: {"is_default": forms.checked(values, "is_default"),
                             "provider_files_sent": forms.checked(values, "provider_files_sent")},
     add=smtp_accounts.add_smtp, update=smtp_accounts.update_smtp, by_id=smtp_accounts.smtp_by_id,
+    remove=removal.remove_smtp,
+    consequence="Mail already sent keeps the account's name in the Mail Log. An account an alias uses cannot be "
+                "removed: give the alias another account first.",
     check=lambda session, account, values: check_smtp(
         session, account, send_to=check_address(values["send_to"], "test message address")
         if values.get("send_to", "").strip() else None),
