@@ -23,7 +23,7 @@ from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.security_headers import CSP_IMAGES
 from bridge.web.templating import flash, render
-from models import Conversation, Employee, InboundMessage
+from models import Alias, Conversation, Employee, InboundMessage
 
 router = APIRouter()
 
@@ -58,7 +58,8 @@ def _size(n: int) -> str:
 
 
 def _page(request: Request, session: Session, me: Employee, row: InboundMessage, *, images: bool = False,
-          errors: dict[str, str] | None = None, reply: str = "", status_code: int = 200) -> Response:
+          errors: dict[str, str] | None = None, reply: str = "", chosen_alias: str = "",
+          status_code: int = 200) -> Response:
     content = content_of(row.raw, images=images, cid_url=lambda index: f"/messages/{row.id}/attachments/{index}")
     headers = headers_of(row.raw)
     owner = session.get(Employee, row.employee_id) if row.employee_id else None
@@ -71,10 +72,17 @@ def _page(request: Request, session: Session, me: Employee, row: InboundMessage,
         "title": row.subject or "(no subject)", "row": row, "content": content, "headers": headers,
         "owner": owner, "is_open": is_open, "employees": employees, "attachments": attachments,
         "images": images, "errors": errors or {}, "reply": reply, "sender": reply_sender(session, me, row),
+        "aliases": _aliases_of(session, reply_sender(session, me, row)), "chosen_alias": chosen_alias,
     }, status_code=status_code)
     if images:
         response.headers["Content-Security-Policy"] = CSP_IMAGES
     return response
+
+
+def _aliases_of(session: Session, sender: Employee) -> list[Alias]:
+    """The aliases a reply may go out through: the sender's, the default first."""
+    return list(session.exec(select(Alias).where(Alias.employee_id == sender.id)
+                             .order_by(Alias.is_default.desc(), Alias.description)).all())
 
 
 @router.get("/messages/{message_id}")
@@ -157,8 +165,8 @@ def restore(request: Request, message_id: int, session: Session = Depends(db),
 
 
 @router.post("/messages/{message_id}/reply", dependencies=[Depends(auth.check_csrf)])
-def send_reply(request: Request, message_id: int, reply: str = Form(""), session: Session = Depends(db),
-               me: Employee = Depends(auth.current_employee)) -> Response:
+def send_reply(request: Request, message_id: int, reply: str = Form(""), alias: str = Form(""),
+               session: Session = Depends(db), me: Employee = Depends(auth.current_employee)) -> Response:
     row = _visible(session, me, message_id)
     text = reply.replace("\r\n", "\n")
     if not row.from_addr:
@@ -170,7 +178,7 @@ def send_reply(request: Request, message_id: int, reply: str = Form(""), session
         subject = one_line(row.subject) or ""
         req = queue.Request(
             employee_number=reply_sender(session, me, row).number, to=row.from_addr, to_name=one_line(row.from_name),
-            subject=subject if _RE.match(subject) else f"Re: {subject}".strip(), text=text,
+            subject=subject if _RE.match(subject) else f"Re: {subject}".strip(), text=text, alias=alias or None,
             in_reply_to=headers.message_id or row.message_id, references=reply_references(headers))
         try:
             queued = queue.queue(session, req)
@@ -187,4 +195,5 @@ def send_reply(request: Request, message_id: int, reply: str = Form(""), session
             note = f". It cannot be sent: {queued.last_reply}" if queued.status == "not_sent" else ""
             flash(request, f"Reply queued (Mail Log #{queued.id}){note}")
             return RedirectResponse(f"/messages/{message_id}", status_code=303)
-    return _page(request, session, me, row, errors={"reply": error}, reply=reply, status_code=422)
+    return _page(request, session, me, row, errors={"reply": error}, reply=reply, chosen_alias=alias,
+                 status_code=422)

@@ -223,6 +223,37 @@ def test_reply_from_the_page_threads_and_is_filed(web: Served, page, smtp_peer, 
     web.wait_for(lambda: dovecot.folder_messages("Sent") == [peer.received[0].data], what="the reply in Sent")
 
 
+def test_send_reply_lets_the_recruiter_choose_among_their_aliases(web: Served, page, smtp_peer) -> None:  # noqa: ANN001
+    office, agency = smtp_peer("accept"), smtp_peer("accept")
+    run = web.bridge.run
+    run("smtp", "add", "office", "--host", office.host, "--port", str(office.port), "--security", "none")
+    run("smtp", "add", "agency", "--host", agency.host, "--port", str(agency.port), "--security", "none")
+    run("alias", "add", "--employee", "1042", "--description", "Ana - jobs", "--display-name", "Ana Ruiz",
+        "--from", "ana@example.test", "--smtp", "office", "--default")
+    run("alias", "add", "--employee", "1042", "--description", "Ana - agency", "--display-name", "Ana (Agency)",
+        "--from", "ana@agency.example.test", "--smtp", "agency")
+    run("employee", "set-delivery", "1042", "none")
+    stored = ingest(web, candidate("cand-2@example.org", to="jobs+1042@example.test"))
+    sign_in(page, web, "ana@example.test")
+    page.goto(f"{web.base_url}/messages/{stored['id']}")
+    choice = page.get_by_label("Send through")
+    assert choice.input_value() == "Ana - jobs"  # the default first
+    choice.select_option("Ana - agency")
+    page.get_by_label("Reply").fill("Thank you.")
+    page.get_by_role("button", name="Send reply").click()
+    page.wait_for_url(f"{web.base_url}/messages/{stored['id']}")
+    web.wait_for(lambda: agency.received, what="the reply through the chosen alias's account")
+    sent = email.message_from_bytes(agency.received[0].data, policy=email.policy.default)
+    assert sent["From"].addresses[0].display_name == "Ana (Agency)" and office.received == []
+    with signed_in_client(web, "ana@example.test") as (http, token):  # an alias of someone else: refused, 422
+        run("employee", "add", "--number", "7", "--name", "Bo", "--email", "bo@example.test")
+        run("alias", "add", "--employee", "7", "--description", "Bo - jobs", "--display-name", "Bo",
+            "--from", "bo@example.test")
+        bad = http.post(f"/messages/{stored['id']}/reply", data={"csrf_token": token, "reply": "Hi",
+                                                                 "alias": "Bo - jobs"})
+        assert bad.status_code == 422 and "belongs to another employee" in bad.text
+
+
 def test_assign_in_the_browser_routes_the_next_reply_and_dismiss_keeps(web: Served, page) -> None:  # noqa: ANN001
     first = ingest(web, candidate("u-1@example.org", sender="Carl <carl@example.org>"))
     other = ingest(web, candidate("u-2@example.org", sender="Dora <dora@example.org>"), name="other.eml")
