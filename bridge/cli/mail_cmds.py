@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import sys
 from pathlib import Path
@@ -13,12 +12,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bridge import json_views
-from bridge.accounts import aliases, employees
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
 from bridge.inbound.imap import folder_state, one_pass
 from bridge.ops import worker
-from bridge.outbound import queue
+from bridge.outbound import bulk, queue
 from models import DeliveryAttempt, ImapServer, OutboundMessage, utcnow
 from models.db import session_scope
 
@@ -32,13 +30,6 @@ def _read_text(path: str | None, what: str) -> str | None:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read the {what} file {path!r}: {err}") from None
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 @click.command()
@@ -84,45 +75,30 @@ def send(employee_number: int, alias_description: str | None, to: str | None, to
         click.echo(f"warning: not sent: {shown['last_reply']}. {shown['hint']}", err=True)
 
 
-def _csv_rows(path: str) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"cannot read the CSV file {path!r}: {err}") from None
-    if not rows:
-        raise InputError(f"the CSV file {path!r} has no rows")
-    if "email" not in rows[0] and "to" not in rows[0]:
-        raise InputError(f"the CSV file {path!r} needs an `email` (or `to`) column; it has: {', '.join(rows[0])}")
-    return rows
-
-
 def _send_csv(base: queue.Request, path: str, as_json: bool) -> None:
     """All rows are checked and queued in one transaction: one bad row queues nothing."""
-    rows = _csv_rows(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the CSV file {path!r}: {err}") from None
+    rows = bulk.read_rows(text, repr(path))
     queued: list[dict[str, object]] = []
     with db() as session:
-        with click.progressbar(rows, label="Queueing", file=sys.stderr, show_pos=True) as bar:
-            for n, row in enumerate(bar, start=2):  # row 1 is the header
-                to = row.get("email") or row.get("to") or ""
-                request = queue.Request(**{**base.__dict__, "to": to, "to_name": row.get("name") or None,
-                                              "values": row})
-                try:
-                    message = queue.queue(session, request)
-                except InputError as err:
-                    raise InputError(f"{path} line {n}: {err}; nothing was queued") from None
+        with click.progressbar(length=len(rows), label="Queueing", file=sys.stderr, show_pos=True) as bar:
+            def each(message: OutboundMessage) -> None:
                 queued.append(json_views.log_json(session, message))
-        employee = employees.get_employee(session, base.employee_number)
-        alias = aliases.alias_for(session, employee, base.alias)
-        delay_ms = alias.delay_ms if alias else 0
+                bar.update(1)
+
+            bulk.queue_rows(session, base, rows, path, each)
+        delay = bulk.delay_ms(session, base)
     if as_json:
         emit_json(queued)
     else:
         for item in queued:
             click.echo(item["id"])
-    estimate = f"; with a delay of {delay_ms} ms between emails, sending takes at least " \
-               f"{_duration(delay_ms * (len(queued) - 1) / 1000)}" if delay_ms else ""
-    click.echo(f"Queued {len(queued)} messages{estimate}.", err=True)
+    estimate = bulk.estimate(delay, len(queued))
+    click.echo(f"Queued {len(queued)} messages{'; ' + estimate if estimate else ''}.", err=True)
 
 
 @click.command("log")
