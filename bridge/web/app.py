@@ -22,7 +22,17 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from bridge import crypto
 from bridge.errors import NotFound
-from bridge.web import admin, auth, conversations, inbox, login, mail_log, message_view, oauth_signin
+from bridge.web import (
+    admin,
+    auth,
+    bulk_send,
+    conversations,
+    inbox,
+    login,
+    mail_log,
+    message_view,
+    oauth_signin,
+)
 from bridge.web.api import create_api
 from bridge.web.body_limit import BodyLimit
 from bridge.web.error_page import beyond_any_id, error_page
@@ -36,7 +46,7 @@ def secure_cookies() -> bool:
 
 def _page_routers() -> list:
     return [login.router, inbox.router, message_view.router, conversations.router, mail_log.router,
-            *admin.routers, oauth_signin.router]
+            bulk_send.router, *admin.routers, oauth_signin.router]
 
 
 def create_app(engine: Engine) -> FastAPI:

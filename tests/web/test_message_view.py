@@ -329,3 +329,35 @@ def test_dismiss_without_csrf_token_is_refused(web: Served) -> None:
         r = ana.post(f"/messages/{stored['id']}/dismiss", data={"csrf_token": token})
         assert r.status_code == 303 and r.headers["location"] == "/unassigned"
         assert message(web, stored["id"])["triage"] == "dismissed"
+
+
+def test_bulk_send_page_previews_then_queues_every_row_and_shows_progress(web: Served, page, smtp_peer,  # noqa: ANN001
+                                                                         tmp_path: Path) -> None:
+    peer = smtp_peer("accept")
+    web.bridge.run("smtp", "add", "office", "--host", peer.host, "--port", str(peer.port), "--security", "none")
+    web.bridge.run("alias", "add", "--employee", "1042", "--description", "Ana - jobs", "--display-name", "Ana Ruiz",
+                   "--from", "ana@example.test", "--smtp", "office", "--delay-ms", "400")
+    rows = ["email,name,job"] + [f"c{n}@example.org,Cand {n},Job {n}" for n in range(4)]
+    good, bad = tmp_path / "people.csv", tmp_path / "bad.csv"
+    good.write_text("\n".join(rows) + "\n")
+    bad.write_text("email,name\nok@example.org,Ok\nnot an address,Bad\n")
+    sign_in(page, web, "ana@example.test")
+    page.get_by_role("link", name="Bulk send").click()
+    page.get_by_label("Subject").fill("About {job}")
+    page.get_by_label("Body").fill("Hello {name}, about {job}.")
+    page.get_by_label("CSV file").set_input_files(str(bad))
+    page.get_by_role("button", name="Preview").click()
+    assert "line 3" in page.get_by_role("alert").inner_text()  # the bad row, named; nothing queued
+    page.get_by_label("CSV file").set_input_files(str(good))
+    page.get_by_role("button", name="Preview").click()
+    previews = page.locator("article.preview")
+    assert previews.count() == 3 and "c0@example.org" in previews.nth(0).inner_text()
+    assert "Subject: About Job 0" in previews.nth(0).inner_text() and "Hello Cand 0, about Job 0." in \
+        previews.nth(0).inner_text()
+    assert "delay of 400 ms between emails, sending takes at least 1 s" in page.locator(".estimate").inner_text()
+    assert web.bridge.json("log") == []  # a preview queues nothing
+    page.get_by_role("button", name="Queue 4 messages").click()
+    assert "Queued 4 messages" in page.locator(".flash").inner_text()
+    page.get_by_text("nothing waits").wait_for(timeout=30_000)  # the page updated itself as they went out
+    assert "4 of 4 done" in page.locator(".progress").inner_text()
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == [f"c{n}@example.org" for n in range(4)]
