@@ -50,7 +50,8 @@ class Login:
 
 def endpoint_of(account: SmtpAccount | ImapServer) -> Endpoint:
     protocol = "imap" if isinstance(account, ImapServer) else "smtp"
-    return Endpoint(account.host, account.port, account.security, account.timeout, account.username, protocol)
+    return Endpoint(account.host, account.port, account.security, account.timeout, account.username, protocol,
+                    name=account.name)
 
 
 # Failures where the provider may be refusing this machine's address rather than the account.

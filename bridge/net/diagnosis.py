@@ -57,6 +57,7 @@ class Endpoint:
     username: str | None = None
     protocol: str = "smtp"  # smtp | imap
     local_address: str | None = None  # this server's address toward the host, when the caller looked it up
+    name: str | None = None  # the account's name, for the command that fixes it
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,10 @@ def _diagnose_auth(f: Failure, ep: Endpoint, temporary: bool) -> Diagnosis:
                                 "email apps, Authenticated SMTP).")
     hint = ("The server refused the username or password: check both; where the mailbox uses two-step sign-in, "
             "use an app password; Microsoft 365 also needs Authenticated SMTP (SMTP AUTH) enabled for the mailbox.")
+    if ep.name:
+        page = "SMTP accounts" if ep.protocol == "smtp" else "IMAP servers"
+        hint = (f"{hint} Change them with `replybridge {ep.protocol} set {ep.name} --username U --password-stdin` "
+                f"or on its page (Admin, {page}).")
     if setup_hints.is_microsoft_365(ep.host):
         hint = f"{hint} {setup_hints.shared_mailbox_hint(ep.protocol)}"
     return Diagnosis(temporary, hint)

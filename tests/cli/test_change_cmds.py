@@ -21,6 +21,8 @@ def test_a_wrong_password_is_fixed_with_smtp_set(lite_bridge: Bridge, smtp_peer,
     add_alias(lite_bridge)
     failed = lite_bridge.run("test", "smtp", "main", ok=False)
     assert failed.exit_code == 1 and "username or password" in failed.stdout
+    assert "replybridge smtp set main --username U --password-stdin" in failed.stdout  # the command that fixes it
+    assert "(Admin, SMTP accounts)" in failed.stdout  # and the page
     monkeypatch.setenv("RB_NEW_PW", PASSWORD)
     changed = lite_bridge.run("smtp", "set", "main", "--password-env", "RB_NEW_PW")
     assert "changed" in changed.stdout and PASSWORD not in changed.output
