@@ -16,16 +16,16 @@ from models import Alias, ImapFolderState, ImapServer, OAuthGrant, OutboundMessa
 UNSENT = ("queued", "deferred", "sending")
 
 
-def _names(session: Session, query) -> list[str]:  # noqa: ANN001 - a select of one text column
-    return sorted(session.exec(query).all())
+def _refuse_if_aliases(session: Session, column, what: str, fix: str) -> None:  # noqa: ANN001 - an Alias column
+    users = sorted(session.exec(select(Alias.description).where(column)).all())
+    if users:
+        raise InUse(f"{what} is used by the alias(es) {', '.join(map(repr, users))}: {fix} first")
 
 
 def remove_smtp(session: Session, name: str) -> None:
     account = get_smtp(session, name)
-    users = _names(session, select(Alias.description).where(Alias.smtp_account_id == account.id))
-    if users:
-        raise InUse(f"the SMTP account {name!r} is used by the alias(es) {', '.join(map(repr, users))}: give them "
-                    "another account first (replybridge alias set DESCRIPTION --smtp NAME)")
+    _refuse_if_aliases(session, Alias.smtp_account_id == account.id, f"the SMTP account {name!r}",
+                       "give them another account (replybridge alias set DESCRIPTION --smtp NAME)")
     through_default = or_(OutboundMessage.automated, Alias.smtp_account_id.is_(None))  # as queue.account_for
     waiting = session.exec(select(OutboundMessage.id).join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
                            .where(OutboundMessage.status.in_(UNSENT), through_default)).first()
@@ -37,10 +37,9 @@ def remove_smtp(session: Session, name: str) -> None:
 
 def remove_imap(session: Session, name: str) -> None:
     server = get_imap(session, name)
-    users = _names(session, select(Alias.description).where(Alias.imap_server_id == server.id))
-    if users:
-        raise InUse(f"the IMAP server {name!r} is linked to the alias(es) {', '.join(map(repr, users))}: link "
-                    "them to another server first (replybridge alias set DESCRIPTION --imap NAME, or --no-imap)")
+    _refuse_if_aliases(session, Alias.imap_server_id == server.id, f"the IMAP server {name!r}",
+                       "link them to another server, or none (replybridge alias set DESCRIPTION --imap NAME or "
+                       "--imap \"\")")
     session.exec(delete(ImapFolderState).where(ImapFolderState.imap_server_id == server.id))
     _forget(session, server)
 

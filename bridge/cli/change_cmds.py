@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
+from sqlmodel import Session
 
 from bridge.accounts import aliases, employees, imap_servers, removal, servers, smtp_accounts
 from bridge.accounts.aliases import AliasFields
@@ -66,15 +69,6 @@ def smtp_set(name: str, new_name: str | None, host: str | None, port: int | None
     click.echo(f"SMTP account {fields.name!r} changed")
 
 
-@smtp.command("remove")
-@click.argument("name")
-def smtp_remove(name: str) -> None:
-    """Remove an SMTP account no alias uses."""
-    with db() as session:
-        removal.remove_smtp(session, name)
-    click.echo(f"SMTP account {name!r} removed")
-
-
 @imap.command("set")
 @_server_change_options
 @click.option("--sent-folder", help="`auto` finds it by SPECIAL-USE.")
@@ -94,15 +88,6 @@ def imap_set(name: str, new_name: str | None, host: str | None, port: int | None
             poll_folder=server.poll_folder if poll_folder is None else (poll_folder or None),
             poll_after=poll_after or server.poll_after)
     click.echo(f"IMAP server {fields.name!r} changed")
-
-
-@imap.command("remove")
-@click.argument("name")
-def imap_remove(name: str) -> None:
-    """Remove an IMAP server no alias links (its polling stops)."""
-    with db() as session:
-        removal.remove_imap(session, name)
-    click.echo(f"IMAP server {name!r} removed")
 
 
 @alias.command("set")
@@ -138,15 +123,6 @@ def _name_of(session, model: type[SmtpAccount] | type[ImapServer], record_id: in
     return session.get(model, record_id).name if record_id is not None else None
 
 
-@alias.command("remove")
-@click.argument("description")
-def alias_remove(description: str) -> None:
-    """Remove an alias with no mail waiting to go out through it (its sent mail keeps its From)."""
-    with db() as session:
-        removal.remove_alias(session, description)
-    click.echo(f"Alias {description!r} removed")
-
-
 @employee.command("set")
 @click.argument("number", type=int)
 @click.option("--name")
@@ -162,3 +138,20 @@ def employee_set(number: int, name: str | None, email: str | None, admin: bool |
                                   delivery=delivery or found.delivery)
     click.echo(f"Employee {number} changed")
 
+
+def _remove_command(group: click.Group, noun: str, metavar: str, remover: Callable[[Session, str], None],
+                    doc: str) -> None:
+    """`GROUP remove NAME`: bridge.accounts.removal, which refuses while the thing is in use."""
+    @group.command("remove", help=doc)
+    @click.argument("name", metavar=metavar)
+    def remove(name: str) -> None:
+        with db() as session:
+            remover(session, name)
+        click.echo(f"{noun} {name!r} removed")
+
+
+_remove_command(smtp, "SMTP account", "NAME", removal.remove_smtp, "Remove an SMTP account no alias uses.")
+_remove_command(imap, "IMAP server", "NAME", removal.remove_imap,
+                "Remove an IMAP server no alias links (its polling stops).")
+_remove_command(alias, "Alias", "DESCRIPTION", removal.remove_alias,
+                "Remove an alias with no mail waiting to go out through it (its sent mail keeps its From).")
