@@ -13,18 +13,23 @@ from models import SmtpAccount
 
 
 def add_smtp(session: Session, fields: ServerFields, *, is_default: bool = False,
-             provider_files_sent: bool = False, oauth: str | None = None, oauth_flow: str = "delegated") -> SmtpAccount:
+             provider_files_sent: bool = False, oauth: str | None = None, oauth_flow: str = "delegated",
+             from_name: str | None = None, from_address: str | None = None) -> SmtpAccount:
     if oauth is not None:
         no_password_with_oauth(fields)
     account = _save_smtp(session, SmtpAccount(), fields, is_default, provider_files_sent)
+    set_identity(session, account, from_name, from_address)
     return use_oauth(session, account, oauth, oauth_flow) if oauth is not None else account
 
 
 def update_smtp(session: Session, account_id: int, fields: ServerFields, *, is_default: bool,
-                provider_files_sent: bool) -> SmtpAccount:
+                provider_files_sent: bool, from_name: str | None = None, from_address: str | None = None
+                ) -> SmtpAccount:
     """Edit an account. No password (None) keeps the stored one: forms never show it, so empty means
-    unchanged; without a username the stored password goes too (it could never be used)."""
-    return _save_smtp(session, smtp_by_id(session, account_id), fields, is_default, provider_files_sent)
+    unchanged; without a username the stored password goes too (it could never be used). The sender
+    identity: None keeps it, "" clears it."""
+    account = _save_smtp(session, smtp_by_id(session, account_id), fields, is_default, provider_files_sent)
+    return set_identity(session, account, from_name, from_address)
 
 
 def _save_smtp(session: Session, account: SmtpAccount, fields: ServerFields, is_default: bool,

@@ -64,8 +64,8 @@ def smtp_set(name: str, new_name: str | None, host: str | None, port: int | None
         fields = _fields(account, new_name, host, port, security, timeout, ca_file, username, password)
         smtp_accounts.update_smtp(
             session, account.id, fields, is_default=account.is_default if is_default is None else is_default,
-            provider_files_sent=account.provider_files_sent if provider_files_sent is None else provider_files_sent)
-        smtp_accounts.set_identity(session, account, from_name, from_address)
+            provider_files_sent=account.provider_files_sent if provider_files_sent is None else provider_files_sent,
+            from_name=from_name, from_address=from_address)
     click.echo(f"SMTP account {fields.name!r} changed")
 
 

@@ -171,9 +171,8 @@ def smtp_add(name: str, host: str, port: int | None, security: str, timeout: flo
     password = read_password(password_stdin, password_env, required=False)
     fields = servers.ServerFields(name, host, port, security, username, password, timeout, ca_file)
     with db() as session:
-        account = smtp_accounts.add_smtp(session, fields, is_default=is_default,
-                                         provider_files_sent=provider_files_sent, oauth=oauth, oauth_flow=oauth_flow)
-        smtp_accounts.set_identity(session, account, from_name, from_address)
+        smtp_accounts.add_smtp(session, fields, is_default=is_default, provider_files_sent=provider_files_sent,
+                               oauth=oauth, oauth_flow=oauth_flow, from_name=from_name, from_address=from_address)
     click.echo(f"SMTP account {name!r} added{' (database-wide)' if is_default else ''}")
     _print_sign_in_step("smtp", name, oauth, oauth_flow)
     _print_notes(fields.notes("smtp"))

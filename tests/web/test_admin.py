@@ -460,3 +460,20 @@ def test_removing_set_up_from_the_pages_asks_first_and_names_what_still_uses_it(
     assert web.bridge.json("smtp", "list") == [] and web.bridge.json("alias", "list") == []
     with signed_in_client(web, "admin@example.test") as (http, _token):  # without the form's token: refused
         assert http.post("/admin/aliases/1/remove", data={}).status_code == 403
+
+
+def test_the_smtp_account_page_sets_its_sender_identity(web: Served) -> None:
+    web.bridge.run("smtp", "add", "wide", "--host", "smtp.example.test", "--port", "587", "--security", "starttls",
+                   "--default")
+    with signed_in_client(web, "admin@example.test") as (http, token):
+        form = {"csrf_token": token, "name": "wide", "host": "smtp.example.test", "port": "587",
+                "security": "starttls", "timeout": "30", "signin": "password", "is_default": "1"}
+        bad = http.post("/admin/smtp/1", data={**form, "from_name": "Acme", "from_address": "not an address"})
+        assert bad.status_code == 422 and "from address" in bad.text
+        assert web.bridge.json("smtp", "list")[0]["from_address"] is None  # nothing changed
+        ok = http.post("/admin/smtp/1", data={**form, "from_name": "Acme Careers",
+                                               "from_address": "careers@example.test"})
+        assert ok.status_code == 303
+    [shown] = web.bridge.json("smtp", "list")
+    assert (shown["from_name"], shown["from_address"], shown["default"]) == ("Acme Careers", "careers@example.test",
+                                                                             True)
