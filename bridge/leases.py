@@ -49,10 +49,6 @@ class Keeper:
         with self._lock:
             self._ids.discard(held_id)
 
-    def held(self) -> list[int]:
-        with self._lock:
-            return sorted(self._ids)
-
     def _run(self) -> None:
         while not self._stop.wait(self._every):
             with self._lock:

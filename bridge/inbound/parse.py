@@ -37,6 +37,7 @@ ROUTING_READ_BYTES = 4 * 1024 * 1024
 # KiB); 25 MiB of headers, or one To of 400,000 addresses, would cost seconds and hundreds of MB to read.
 MAX_HEADER_BYTES = 256 * 1024
 _BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
+_EMPTY_LINE = re.compile(rb"\r\n\r\n|\n\n")
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def message_id_of(value: str | None) -> str | None:
 def header_block(raw: bytes) -> bytes:
     """The header section of a raw message, up to its first empty line (all of it when there is none). A
     header parser given the whole message still reads every body line: 25 MiB cost a second."""
-    ends = [at + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (at := raw.find(sep)) >= 0]
-    return raw[:min(ends)] if ends else raw
+    end = _EMPTY_LINE.search(raw)  # one scan that stops at the first, not one whole scan per line ending
+    return raw[:end.end()] if end else raw
 
 
 def read_headers(raw: bytes) -> Message:
@@ -193,7 +194,7 @@ def _sender(headers: Headers) -> tuple[str | None, str | None]:
 
 
 def parse(raw: bytes) -> Parsed:
-    """The message as routing reads it: never raises; what could not be read is said in `errors`."""
+    """The message as routing reads it: never raises; what could not be read is said in `error`."""
     why = too_complex(raw)
     if why is not None:
         return headers_only(raw, why)

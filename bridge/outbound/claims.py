@@ -131,10 +131,9 @@ def claim_batch(engine: Engine, limit: int = 20, busy: frozenset[int | None] = f
 
 def renew(engine: Engine, ids: list[int]) -> None:
     """Extend the claims still in this worker's hands."""
-    if ids:
-        with session_scope(engine) as session:
-            session.exec(update(OutboundMessage).where(OutboundMessage.id.in_(ids), OutboundMessage.status == "sending")
-                         .values(claimed_until=utcnow() + LEASE))
+    with session_scope(engine) as session:
+        session.exec(update(OutboundMessage).where(OutboundMessage.id.in_(ids), OutboundMessage.status == "sending")
+                     .values(claimed_until=utcnow() + LEASE))
 
 
 def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
