@@ -1,6 +1,7 @@
 """Tables and storage: SQLModel classes, engine and sessions, Alembic migrations."""
 
 from models.tables import (
+    UNSENT_STATUSES,
     AlertState,
     Alias,
     ApiToken,
@@ -27,5 +28,5 @@ from models.tables import (
 __all__ = [
     "AlertState", "Alias", "ApiToken", "AuthThrottle", "Candidate", "Conversation", "DeliveryAttempt", "Employee",
     "ImapFolderState", "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting",
-    "SmtpAccount", "Webhook", "WebhookDelivery", "WebSession", "aware", "utcnow",
+    "SmtpAccount", "UNSENT_STATUSES", "Webhook", "WebhookDelivery", "WebSession", "aware", "utcnow",
 ]

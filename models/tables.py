@@ -148,6 +148,9 @@ class Conversation(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
 
 
+UNSENT_STATUSES = ("queued", "deferred", "sending")  # an outbound message still to go out
+
+
 class OutboundMessage(SQLModel, table=True):
     """One entry of the Mail Log: the exact bytes to send and where they stand."""
 

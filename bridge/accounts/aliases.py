@@ -120,6 +120,12 @@ def alias_for(session: Session, employee: Employee, description: str | None) -> 
     return next((a for a in aliases if a.is_default), aliases[0] if aliases else None)
 
 
+def aliases_of(session: Session, employee: Employee) -> list[Alias]:
+    """The employee's aliases, the default first: the choices of a page that sends as them."""
+    return list(session.exec(select(Alias).where(Alias.employee_id == employee.id)
+                             .order_by(Alias.is_default.desc(), Alias.description)).all())
+
+
 def alias_json(session: Session, a: Alias) -> dict[str, object]:
     employee = session.get(Employee, a.employee_id)
     smtp = session.get(SmtpAccount, a.smtp_account_id) if a.smtp_account_id else None

@@ -11,9 +11,7 @@ from bridge.accounts.aliases import get_alias
 from bridge.accounts.imap_servers import get_imap
 from bridge.accounts.smtp_accounts import get_smtp
 from bridge.errors import InUse
-from models import Alias, ImapFolderState, ImapServer, OAuthGrant, OutboundMessage, SmtpAccount
-
-UNSENT = ("queued", "deferred", "sending")
+from models import UNSENT_STATUSES, Alias, ImapFolderState, ImapServer, OAuthGrant, OutboundMessage, SmtpAccount
 
 
 def _refuse_if_aliases(session: Session, column, what: str, fix: str) -> None:  # noqa: ANN001 - an Alias column
@@ -28,7 +26,7 @@ def remove_smtp(session: Session, name: str) -> None:
                        "give them another account (replybridge alias set DESCRIPTION --smtp NAME)")
     through_default = or_(OutboundMessage.automated, Alias.smtp_account_id.is_(None))  # as queue.account_for
     waiting = session.exec(select(OutboundMessage.id).join(Alias, Alias.id == OutboundMessage.alias_id, isouter=True)
-                           .where(OutboundMessage.status.in_(UNSENT), through_default)).first()
+                           .where(OutboundMessage.status.in_(UNSENT_STATUSES), through_default)).first()
     if account.is_default and waiting is not None:
         raise InUse(f"the SMTP account {name!r} is the database-wide account and mail waits to go through it: make "
                     "another account the database-wide one first (replybridge smtp set NAME --default)")
@@ -47,7 +45,7 @@ def remove_imap(session: Session, name: str) -> None:
 def remove_alias(session: Session, description: str) -> None:
     alias = get_alias(session, description)
     waiting = session.exec(select(OutboundMessage.id).where(OutboundMessage.alias_id == alias.id,
-                                                            OutboundMessage.status.in_(UNSENT))).all()
+                                                            OutboundMessage.status.in_(UNSENT_STATUSES))).all()
     if waiting:
         raise InUse(f"the alias {description!r} has {len(waiting)} message(s) waiting to be sent: let them go "
                     "out, or remove them from the queue, first")

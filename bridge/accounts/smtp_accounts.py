@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 from bridge import crypto
 from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_with_oauth, unique_name, use_oauth
 from bridge.accounts.validation import about, check_name
+from bridge.errors import InputError
 from bridge.input_checks import check_address
 from models import SmtpAccount
 
@@ -67,6 +68,17 @@ def set_identity(session: Session, account: SmtpAccount, from_name: str | None, 
     session.add(account)
     session.flush()
     return account
+
+
+def own_address(account: SmtpAccount) -> str | None:
+    """The address the account's own mail goes out from: its from address, else its username when that is
+    an address; None when it has neither."""
+    if account.from_address:
+        return account.from_address
+    try:
+        return check_address(account.username or "", "the account's username")
+    except InputError:
+        return None
 
 
 def get_smtp(session: Session, name: str) -> SmtpAccount:

@@ -13,26 +13,24 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bridge import portal
+from bridge.accounts import aliases
 from bridge.errors import InputError, NotFound
 from bridge.outbound import bulk, queue
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import flash, render
-from models import Alias, Employee, OutboundMessage
+from models import UNSENT_STATUSES, Employee, OutboundMessage
 
 router = APIRouter()
 PREVIEW_ROWS = 3
-WAITING = ("queued", "deferred", "sending")
 
 
 def _page(request: Request, session: Session, me: Employee, values: dict[str, str], *, error: str | None = None,
           preview: list[dict[str, str]] | None = None, count: int = 0, estimate: str = "",
           status_code: int = 200) -> Response:
-    aliases = session.exec(select(Alias).where(Alias.employee_id == me.id)
-                           .order_by(Alias.is_default.desc(), Alias.description)).all()
     return render(request, session, "bulk_send.html", {
-        "title": "Bulk send", "aliases": aliases, "values": values, "error": error, "preview": preview,
-        "count": count, "estimate": estimate}, status_code=status_code)
+        "title": "Bulk send", "aliases": aliases.aliases_of(session, me), "values": values, "error": error,
+        "preview": preview, "count": count, "estimate": estimate}, status_code=status_code)
 
 
 @router.get("/send/bulk")
@@ -81,7 +79,7 @@ def bulk_progress(request: Request, first: int, last: int, session: Session = De
     counts = dict(session.exec(select(OutboundMessage.status, func.count()).where(
         OutboundMessage.id >= first, OutboundMessage.id <= last, OutboundMessage.employee_id == me.id,
         OutboundMessage.purpose == "message").group_by(OutboundMessage.status)).all())
-    waiting = sum(counts.get(s, 0) for s in WAITING)
+    waiting = sum(counts.get(s, 0) for s in UNSENT_STATUSES)
     return render(request, session, "bulk_progress.html", {
         "title": "Bulk send progress", "counts": sorted(counts.items()), "total": sum(counts.values()),
         "waiting": waiting, "first": first, "last": last})

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
+from bridge.accounts.aliases import aliases_of
 from bridge.errors import InputError, NotFound
 from bridge.inbound import triage
 from bridge.inbound.message_content import attachment, content_of, headers_of, is_html_like, reply_references
@@ -23,7 +24,7 @@ from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.security_headers import CSP_IMAGES
 from bridge.web.templating import flash, render
-from models import Alias, Conversation, Employee, InboundMessage
+from models import Conversation, Employee, InboundMessage
 
 router = APIRouter()
 
@@ -72,17 +73,11 @@ def _page(request: Request, session: Session, me: Employee, row: InboundMessage,
         "title": row.subject or "(no subject)", "row": row, "content": content, "headers": headers,
         "owner": owner, "is_open": is_open, "employees": employees, "attachments": attachments,
         "images": images, "errors": errors or {}, "reply": reply, "sender": reply_sender(session, me, row),
-        "aliases": _aliases_of(session, reply_sender(session, me, row)), "chosen_alias": chosen_alias,
+        "aliases": aliases_of(session, reply_sender(session, me, row)), "chosen_alias": chosen_alias,
     }, status_code=status_code)
     if images:
         response.headers["Content-Security-Policy"] = CSP_IMAGES
     return response
-
-
-def _aliases_of(session: Session, sender: Employee) -> list[Alias]:
-    """The aliases a reply may go out through: the sender's, the default first."""
-    return list(session.exec(select(Alias).where(Alias.employee_id == sender.id)
-                             .order_by(Alias.is_default.desc(), Alias.description)).all())
 
 
 @router.get("/messages/{message_id}")

@@ -105,8 +105,8 @@ def _from_the_account(session: Session, row: InboundMessage, settings: portal.Po
     """The letter to an Unassigned sender: through the database-wide account, under its own identity (no
     employee's numbered address: nobody has taken the message yet)."""
     account = smtp_accounts.default_smtp(session)
-    sender = account.from_address or account.username if account is not None else None
-    if account is None or not sender or "@" not in sender:
+    sender = smtp_accounts.own_address(account) if account is not None else None
+    if account is None or sender is None:
         return None  # no account, or one without an address of its own: nothing to send it from
     now = utcnow()
     message_id = make_message_id(crypto.signing_key("message-id"), sender.rsplit("@", 1)[1], None)

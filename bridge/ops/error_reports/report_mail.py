@@ -25,8 +25,7 @@ from bridge import portal
 from bridge.accounts import smtp_accounts
 from bridge.accounts.oauth.tokens import bearer_for
 from bridge.checks.connection_check import Report
-from bridge.errors import BridgeError, ConfigError, InputError
-from bridge.input_checks import check_address
+from bridge.errors import BridgeError, ConfigError
 from bridge.net.connections import StageError, close_quietly, endpoint_of, open_smtp
 from bridge.net.diagnosis import diagnose, failure_from_exception
 from bridge.ops.error_reports import records
@@ -137,16 +136,12 @@ def _why(err: Exception, account: SmtpAccount | None) -> str:
 
 def _from_address(settings: portal.PortalSettings, account: SmtpAccount) -> str:
     """report_from, else the account's own address, else its username when that is an address."""
-    if settings.report_from:
-        return settings.report_from
-    if account.from_address:
-        return account.from_address
-    try:
-        return check_address(account.username or "", "the database-wide account's username")
-    except InputError:
+    own = settings.report_from or smtp_accounts.own_address(account)
+    if own is None:
         raise ConfigError(f"the database-wide account {account.name!r} has no address of its own: give it one "
                           f"with `replybridge smtp set {account.name} --from-address ADDRESS` (or settings set "
-                          "report_from ADDRESS)") from None
+                          "report_from ADDRESS)")
+    return own
 
 
 def _when(at: dt.datetime) -> str:
