@@ -16,7 +16,7 @@ from sqlmodel import Session, create_engine
 
 DEFAULT_URL = "sqlite:///replybridge.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0010"  # the newest migration; tests/test_setup_cli.py checks it against migrations/versions
+HEAD = "0011"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
 
 
 def database_url() -> str:

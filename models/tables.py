@@ -272,6 +272,7 @@ class ImapFolderState(SQLModel, table=True):
     folder: str
     uidvalidity: int | None = None
     last_uid: int = 0
+    waiting: int | None = None  # found above last_uid by the latest pass and not yet fetched
     lease_owner: str | None = None
     lease_until: dt.datetime | None = None
     last_poll_at: dt.datetime | None = None

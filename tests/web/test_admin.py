@@ -373,7 +373,7 @@ def test_a_poll_folder_added_to_a_running_serve_is_watched_and_its_state_shown( 
 
         page = web.wait_for(watched, 20, "the IMAP page to show who watches the folder")
     state = re.sub(r"\s+", " ", page.split('class="poll-state muted">', 1)[1].split("</div>", 1)[0])
-    assert re.fullmatch(r"last pass: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; watched by [^:]+:\d+", state), state
+    assert re.fullmatch(r"last pass: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; 0 waiting; watched by [^:]+:\d+", state), state
     assert f":{web.proc.pid}" in state  # this serve, host:pid
 
 

@@ -128,17 +128,24 @@ def record_outcome(engine: Engine, state_id: int, owner: str, error: str | None)
         log.warning("could not record the poll outcome of IMAP folder state %s", state_id, exc_info=True)
 
 
+def note_waiting(engine: Engine, state_id: int, owner: str, waiting: int) -> None:
+    """How many messages the pass found above the last UID: the IMAP page's "waiting" (and a pass's progress)."""
+    with session_scope(engine) as session:
+        update_held(session, state_id, owner, waiting=waiting, lease_until=utcnow() + LEASE)
+
+
 def store_batch(engine: Engine, state_id: int, owner: str, uidvalidity: int, last_uid: int,
-                raws: list[bytes], source: str = "imap") -> list[raw_store.Stored]:
+                raws: list[bytes], source: str = "imap", waiting: int = 0) -> list[raw_store.Stored]:
     """Store raw messages AND advance the folder in the same transaction.
 
     The invariant: progress is recorded only with the commit that stores what it covers. Raises
-    LeaseLost (nothing stored) when another poller took the folder meanwhile.
+    LeaseLost (nothing stored) when another poller took the folder meanwhile. `waiting`: what the pass
+    has still to fetch after this batch.
     """
     now = utcnow()
 
     def advance(session: Session) -> None:
-        update_held(session, state_id, owner, uidvalidity=uidvalidity, last_uid=last_uid,
+        update_held(session, state_id, owner, uidvalidity=uidvalidity, last_uid=last_uid, waiting=waiting,
                      lease_until=now + LEASE, last_poll_at=now, last_error=None)
 
     return raw_store.store_many(engine, [raw_store.Incoming(raw, source) for raw in raws], also=advance)

@@ -31,6 +31,7 @@ from bridge.inbound.imap.folder_state import (
     LeaseLost,
     folder_state_id,
     load_server,
+    note_waiting,
     release_lease,
     reset_folder,
     store_batch,
@@ -122,6 +123,7 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
     report.uidvalidity, report.last_uid = uidvalidity, last_uid
     with imap_stage("search"):  # `UID n:*` always matches the highest UID even below n: keep only what is new
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
+    note_waiting(engine, state_id, owner, len(uids))
     problems: list[str] = []
     for start in range(0, len(uids), batch_size):
         if stop is not None and stop.is_set():
@@ -132,7 +134,8 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
         got = [uid for uid in batch if b"BODY[]" in fetched.get(uid, {})]  # expunged meanwhile: gone
         raws = [fetched[uid][b"BODY[]"] for uid in got]
         del fetched
-        stored = store_batch(engine, state_id, owner, uidvalidity, batch[-1], raws)
+        stored = store_batch(engine, state_id, owner, uidvalidity, batch[-1], raws,
+                             waiting=len(uids) - start - len(batch))
         del raws
         report.fetched += len(got)
         report.stored += sum(not s.duplicate for s in stored)

@@ -13,8 +13,10 @@ from models import ImapFolderState, ImapServer, aware, utcnow
 
 
 def poll_states(session: Session, rows: list[ImapServer]) -> dict[str, object]:
-    """Each poll folder's state for the list: last pass, last error, and the process holding it now."""
-    polls: dict[int, dict[str, str | None]] = {}
+    """Each poll folder's state for the list: last pass, messages waiting, last error, and the process holding it
+    now. Waiting is what the latest pass found and has not fetched yet: with no process watching, more may
+    have arrived since."""
+    polls: dict[int, dict[str, object]] = {}
     folders = {r.id: r.poll_folder for r in rows if r.poll_folder}
     now = utcnow()
     for st in session.exec(select(ImapFolderState).where(ImapFolderState.imap_server_id.in_(list(folders)))):
@@ -23,6 +25,7 @@ def poll_states(session: Session, rows: list[ImapServer]) -> dict[str, object]:
         held = st.lease_owner and st.lease_until and aware(st.lease_until) > now
         polls[st.imap_server_id] = {
             "last_pass": aware(st.last_poll_at).strftime("%Y-%m-%d %H:%M:%S UTC") if st.last_poll_at else None,
+            "waiting": st.waiting,
             "error": st.last_error,
             "holder": ":".join(st.lease_owner.split(":")[:2]) if held else None,  # host:pid
         }

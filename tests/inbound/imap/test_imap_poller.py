@@ -144,6 +144,7 @@ def test_a_crash_between_batches_keeps_the_committed_ones(lite_bridge: Bridge, d
         with pytest.raises(SystemExit):
             poll_once(lite_bridge.engine(), server_id, "tester", batch_size=2)
     assert folder_state(lite_bridge).last_uid == 2 and stored_count(lite_bridge) == (2, 2)
+    assert folder_state(lite_bridge).waiting == 3  # the IMAP page's "waiting": what the pass has still to fetch
     flags = dovecot.folder_flags("INBOX")
     assert [b"\\Seen" in f for f in flags] == [True, True, False, False, False]
     # the dead process's lease is still there; it runs out, then the next poller finishes the job
@@ -153,7 +154,7 @@ def test_a_crash_between_batches_keeps_the_committed_ones(lite_bridge: Bridge, d
         s.commit()
     report = poll_once(lite_bridge.engine(), server_id, "next", batch_size=2)
     assert (report.stored, report.last_uid, report.error) == (3, 5, None)
-    assert stored_count(lite_bridge) == (5, 5)
+    assert stored_count(lite_bridge) == (5, 5) and folder_state(lite_bridge).waiting == 0
 
 
 def test_uidvalidity_change_rescans_without_duplicates_or_gaps(lite_bridge: Bridge, tmp_path: Path,
