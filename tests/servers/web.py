@@ -181,6 +181,28 @@ def sign_in(page, served: Served, email: str, password: str = PASSWORD) -> None:
     assert "/login" not in page.url, f"sign-in as {email} failed: {page.content()[:2000]}"
 
 
+def connection_report(page) -> list[str]:  # noqa: ANN001
+    """The lines of the Test connection report on the page."""
+    return page.locator(".report-lines li").all_inner_texts()
+
+
+def press_test_connection(page, scope=None) -> list[str]:  # noqa: ANN001
+    """Press Test connection (in `scope`, else the page's only one) and return the report once its page has
+    loaded: the check takes a while, and a report read before the new page is there is empty. Dovecot
+    itself sometimes answers a login under load with "[UNAVAILABLE] Temporary authentication failure": a
+    person presses again, and so does this."""
+    for _ in range(3):
+        with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/test")):
+            (scope or page).get_by_role("button", name="Test connection").click()
+        page.wait_for_load_state()
+        page.locator(".report-lines li").last.wait_for()
+        lines = connection_report(page)
+        if not any("[UNAVAILABLE]" in line for line in lines):
+            break
+        scope = None  # the report's page has the one button
+    return lines
+
+
 def screenshot(page, name: str) -> None:  # noqa: ANN001
     """A full-page picture in screenshots/ (or where REPLYBRIDGE_SCREENSHOTS points)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

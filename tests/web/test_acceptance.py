@@ -22,7 +22,7 @@ from tests.helpers.messages import reply
 from tests.helpers.webhook_receiver import Receiver
 from tests.servers.dovecot import DOVECOT_BINARY, Dovecot
 from tests.servers.smtp_peers import SmtpPeer
-from tests.servers.web import Served, sign_in
+from tests.servers.web import Served, press_test_connection, sign_in
 
 SMTP_PASSWORD = "smtp-secret-acceptance"
 
@@ -46,23 +46,6 @@ def _sent_to(peer: SmtpPeer, address: str) -> list[email.message.EmailMessage]:
     """What the peer accepted for one recipient (forwards to the recruiter go through it too)."""
     return [email.message_from_bytes(r.data, policy=email.policy.default) for r in peer.received
             if address in r.rcpt_tos]
-
-
-def _report(page) -> list[str]:  # noqa: ANN001 - playwright Page
-    return page.locator(".report-lines li").all_inner_texts()
-
-
-def _test_connection(page) -> list[str]:  # noqa: ANN001
-    """Press the one account's "Test connection" and read the report. Dovecot itself sometimes answers a
-    login under load with "[UNAVAILABLE] Temporary authentication failure": a person presses again."""
-    for _ in range(3):
-        with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/test")):
-            page.get_by_role("button", name="Test connection").click()
-        page.wait_for_load_state()
-        lines = _report(page)
-        if not any("[UNAVAILABLE]" in line for line in lines):
-            break
-    return lines
 
 
 def _nav_count(page) -> int:  # noqa: ANN001
@@ -97,7 +80,7 @@ def test_admin_sets_up_then_a_recruiter_answers_triages_and_the_next_reply_lands
     page.get_by_label("CA file", exact=True).fill(str(tls_cert.cafile))
     page.get_by_label("Database-wide account").check()
     assert _press(page, "Add SMTP account", "/admin/smtp") == 303
-    assert "Status: OK" in _test_connection(page)
+    assert "Status: OK" in press_test_connection(page)
 
     # 3. IMAP server on the real Dovecot, so sent mail is filed in Sent; Test connection is green
     page.get_by_role("link", name="IMAP servers").click()
@@ -109,7 +92,7 @@ def test_admin_sets_up_then_a_recruiter_answers_triages_and_the_next_reply_lands
     page.get_by_label("Password", exact=True).fill(dovecot.password)
     page.get_by_label("CA file", exact=True).fill(str(dovecot.cafile))
     assert _press(page, "Add IMAP server", "/admin/imap") == 303
-    assert _test_connection(page)[-2:] == ["Sent folder: Sent", "Status: OK"]
+    assert press_test_connection(page)[-2:] == ["Sent folder: Sent", "Status: OK"]
 
     # 4. Ana's alias, sending through "office" and filing in "mailbox"
     page.get_by_role("link", name="Aliases").click()

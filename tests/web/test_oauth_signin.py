@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from models import OAuthGrant, SmtpAccount, utcnow
 from tests.servers.oauth import SCOPE, OAuthServer
 from tests.servers.smtp_peers import SmtpPeer
-from tests.servers.web import Served, screenshot, sign_in, signed_in_client
+from tests.servers.web import Served, press_test_connection, screenshot, sign_in, signed_in_client
 
 
 @pytest.fixture
@@ -47,10 +47,6 @@ def _make_token_due(web: Served) -> None:
         grant.expires_at = utcnow()
         session.add(grant)
         session.commit()
-
-
-def _report(page) -> list[str]:  # noqa: ANN001
-    return page.locator(".report-lines li").all_inner_texts()
 
 
 def _sign_in_at_provider(page, web: Served, button: str = "Sign in") -> None:  # noqa: ANN001
@@ -124,18 +120,14 @@ def test_admin_signs_an_smtp_account_in_with_the_button_and_again_after_a_revoca
     assert page.locator(".sign-in-state").inner_text() == f"Signed in as {oauth_server.user}"
     assert blocked == []
 
-    page.get_by_role("button", name="Test connection").click()
-    page.wait_for_load_state()
-    assert "Status: OK" in _report(page)
+    assert "Status: OK" in press_test_connection(page)
     web.wait_for(lambda: len(peer.received) == 1, what="the waiting message to go out after the sign-in")
     assert [e["status"] for e in web.bridge.json("log")] == ["sent"]
 
     # the provider revokes the grant; when the token is due, the refresh meets invalid_grant
     oauth_server.revoke(oauth_server.user)
     _make_token_due(web)
-    page.get_by_role("button", name="Test connection").click()
-    page.wait_for_load_state()
-    report = _report(page)
+    report = press_test_connection(page)
     assert "Status: FAILED" in report, report
     diagnosis = " ".join(report)
     assert "invalid_grant" in diagnosis and '"Sign in" button' in diagnosis
@@ -147,9 +139,7 @@ def test_admin_signs_an_smtp_account_in_with_the_button_and_again_after_a_revoca
     page.goto(edit_url)
     _sign_in_at_provider(page, web)
     assert page.locator(".sign-in-state").inner_text() == f"Signed in as {oauth_server.user}"
-    page.get_by_role("button", name="Test connection").click()
-    page.wait_for_load_state()
-    assert "Status: OK" in _report(page)
+    assert "Status: OK" in press_test_connection(page)
     assert blocked == [] and page.errors == []
 
 
