@@ -1,7 +1,7 @@
 """`replybridge ingest`: store and route raw messages from files or standard input, as an MTA's pipe runs it.
 
 An MTA starts it once per message, so its start-up is paid per message: this module loads only click and
-the standard library. A running `serve` is handed the messages (bridge.inbound.handoff) and routes them
+the standard library. A running `serve` is passed the messages (bridge.inbound.ingest_socket) and routes them
 itself; otherwise, and for `--json`, `--dry-run` and `--explain` (which show the route), the messages are
 stored and routed here, loading the ORM and the router only then.
 """
@@ -15,7 +15,7 @@ import click
 
 from bridge.cli.group import EX_TEMPFAIL
 from bridge.errors import InputError
-from bridge.inbound import handoff
+from bridge.inbound import ingest_socket
 from bridge.inbound.limits import MAX_MESSAGE_BYTES
 
 
@@ -54,13 +54,13 @@ def ingest(files: tuple[str, ...], as_json: bool, dry_run: bool, explain: bool) 
         raise click.UsageError("--explain goes with --dry-run (it stores nothing)")
     if not (as_json or dry_run):
         try:
-            handed = handoff.hand_over([raw for _name, raw in inputs])
-        except handoff.Refused as err:
+            passed = ingest_socket.pass_on([raw for _name, raw in inputs])
+        except ingest_socket.Refused as err:
             click.echo(f"error: the running service could not store the message ({err}); exit 75 so the sender "
                        "tries again", err=True)
             sys.exit(EX_TEMPFAIL)
-        if handed is not None:
-            for item in handed:
+        if passed is not None:
+            for item in passed:
                 click.echo(f"#{item.id} already stored" if item.duplicate
                            else f"#{item.id} stored; the running service routes it")
             return

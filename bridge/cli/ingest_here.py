@@ -1,4 +1,4 @@
-"""`ingest` storing and routing in its own process: where no `serve` takes the hand-off, and for `--json`,
+"""`ingest` storing and routing in its own process: where no `serve` listens on the ingest socket, and for `--json`,
 `--dry-run` and `--explain`, which print the route (bridge.cli.ingest_cmd decides)."""
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.engine import Engine
 
 from bridge import portal
-from bridge.inbound import handoff, handoff_listener, pipeline, raw_store
+from bridge.inbound import ingest_listener, ingest_socket, pipeline, raw_store
 from bridge.inbound.limits import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 from models.db import session_scope
 
@@ -176,11 +176,11 @@ class ReceiverConfig:
     max_header_bytes: int = MAX_HEADER_BYTES
     certfile: str | None = None
     keyfile: str | None = None
-    handoff_socket: Path | None = None  # where `ingest` hands messages over (bridge.inbound.handoff)
+    ingest_path: Path | None = None  # where `ingest` passes messages on (bridge.inbound.ingest_socket)
 
     @classmethod
     def from_env(cls) -> ReceiverConfig:
-        return cls(handoff_socket=handoff.socket_path(),
+        return cls(ingest_path=ingest_socket.socket_path(),
                    host=os.environ.get("REPLYBRIDGE_SMTP_HOST", "127.0.0.1"),
                    port=int(os.environ.get("REPLYBRIDGE_SMTP_PORT", "2525")),
                    max_bytes=int(os.environ.get("REPLYBRIDGE_SMTP_MAX_BYTES", str(MAX_MESSAGE_BYTES))),
@@ -200,28 +200,28 @@ class Receiver(Controller):
         super().__init__(self.handler_, hostname=config.host, port=config.port, data_size_limit=config.max_bytes,
                          enable_SMTPUTF8=True, tls_context=tls, require_starttls=False, ident="replybridge ESMTP",
                          server_hostname=None)
-        self.handoff_socket = config.handoff_socket
-        self._handoff: asyncio.AbstractServer | None = None
+        self.ingest_path = config.ingest_path
+        self._ingest_listener: asyncio.AbstractServer | None = None
 
     def start(self) -> None:
-        """Listen for SMTP, then for `ingest` hand-offs on the same event loop (so they share the group commit).
-        A socket path the system refuses (too long, no such folder) only costs the hand-off: `ingest` then
+        """Listen for SMTP, then for `ingest` on the same event loop (so they share the group commit).
+        A socket path the system refuses (too long, no such folder) only costs the socket: `ingest` then
         stores in-process."""
         super().start()
-        if self.handoff_socket is None:
+        if self.ingest_path is None:
             return
         try:
-            listening = handoff_listener.listen(self.handoff_socket, self.handler_.store)
-            self._handoff = asyncio.run_coroutine_threadsafe(listening, self.loop).result(10)
+            listening = ingest_listener.listen(self.ingest_path, self.handler_.store)
+            self._ingest_listener = asyncio.run_coroutine_threadsafe(listening, self.loop).result(10)
         except OSError as err:
-            log.warning("no ingest hand-off on %s (%s): `ingest` stores in-process", self.handoff_socket, err)
+            log.warning("no ingest socket on %s (%s): `ingest` stores in-process", self.ingest_path, err)
         except BaseException:
             super().stop()
             raise
 
     def stop(self, no_assert: bool = False) -> None:
-        if self._handoff is not None:
-            self.loop.call_soon_threadsafe(self._handoff.close)
-            handoff_listener.forget(self.handoff_socket)
+        if self._ingest_listener is not None:
+            self.loop.call_soon_threadsafe(self._ingest_listener.close)
+            ingest_listener.forget(self.ingest_path)
         super().stop(no_assert=no_assert)
         self.handler_.close()

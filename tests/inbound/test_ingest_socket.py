@@ -1,4 +1,4 @@
-"""The ingest hand-off (bridge.inbound.handoff and its listener) against the real receiver: exact bytes, 250
+"""The ingest socket (bridge.inbound.ingest_socket and its listener) against the real receiver: exact bytes, 250
 only after the commit, 451 when storage fails, and `ingest` storing in-process where nobody listens."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bridge.errors import ConfigError
-from bridge.inbound import handoff
+from bridge.inbound import ingest_socket
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from models import InboundMessage
 from tests.helpers.bridge import Bridge
@@ -36,7 +36,7 @@ def socket_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _receiver(b: Bridge, path: Path) -> Receiver:
-    receiver = Receiver(b.engine(), ReceiverConfig(port=free_port(), handoff_socket=path))
+    receiver = Receiver(b.engine(), ReceiverConfig(port=free_port(), ingest_path=path))
     receiver.start()
     return receiver
 
@@ -46,26 +46,26 @@ def stored_raws(b: Bridge) -> list[bytes]:
         return list(s.exec(select(InboundMessage.raw).order_by(InboundMessage.id)))
 
 
-def test_handed_over_messages_are_stored_exactly_once_and_routed(bridge: Bridge, socket_path: Path) -> None:
+def test_passed_on_messages_are_stored_exactly_once_and_routed(bridge: Bridge, socket_path: Path) -> None:
     # bare line feeds, a line holding one dot, no final line end: SMTP's DATA would change all three
     odd = b"From: c@cand.example\nTo: jobs+1042@example.test\nMessage-ID: <odd@cand.example>\nSubject: x\n\n.\nbye"
     raws = [odd, candidate(2)]
     receiver = _receiver(bridge, socket_path)
     try:
         assert socket_path.stat().st_mode & 0o777 == 0o600
-        first = handoff.hand_over(raws)
-        again = handoff.hand_over(raws)
+        first = ingest_socket.pass_on(raws)
+        again = ingest_socket.pass_on(raws)
         routed(bridge, 2)
     finally:
         receiver.stop()
     assert first is not None and [h.duplicate for h in first] == [False, False]
-    assert again == [handoff.HandedOver(h.id, True) for h in first]
+    assert again == [ingest_socket.Passed(h.id, True) for h in first]
     assert stored_raws(bridge) == raws
     assert {m["source"] for m in bridge.json("messages", "list")} == {"pipe"}
     assert not socket_path.exists()  # a stopped receiver leaves no socket behind
 
 
-def test_the_ingest_command_hands_over_and_exits_75_when_storage_fails(bridge: Bridge, socket_path: Path) -> None:
+def test_the_ingest_command_passes_on_and_exits_75_when_storage_fails(bridge: Bridge, socket_path: Path) -> None:
     receiver = _receiver(bridge, socket_path)
     try:
         out = bridge.run("ingest", "-", stdin=candidate(1).decode()).output
@@ -78,14 +78,14 @@ def test_the_ingest_command_hands_over_and_exits_75_when_storage_fails(bridge: B
             conn.execute(text("ALTER TABLE inbound_message RENAME TO inbound_message_away"))
         try:
             failed = bridge.run("ingest", "-", stdin=candidate(3).decode(), ok=False)
-            with pytest.raises(handoff.Refused):
-                handoff.hand_over([candidate(3)])
+            with pytest.raises(ingest_socket.Refused):
+                ingest_socket.pass_on([candidate(3)])
         finally:
             with bridge.engine().begin() as conn:
                 conn.execute(text("ALTER TABLE inbound_message_away RENAME TO inbound_message"))
         assert failed.exit_code == 75 and "the running service could not store" in failed.stderr
         assert len(stored_raws(bridge)) == 2
-        handoff.hand_over([candidate(3)])  # the MTA's retry
+        ingest_socket.pass_on([candidate(3)])  # the MTA's retry
     finally:
         receiver.stop()
     assert len(stored_raws(bridge)) == 3
@@ -94,15 +94,15 @@ def test_the_ingest_command_hands_over_and_exits_75_when_storage_fails(bridge: B
 def test_where_nobody_listens_ingest_stores_in_process(lite_bridge: Bridge, socket_path: Path) -> None:
     with socket.socket(socket.AF_UNIX) as dead:  # a socket file left by a serve that died
         dead.bind(str(socket_path))
-    assert handoff.hand_over([candidate(1)]) is None
+    assert ingest_socket.pass_on([candidate(1)]) is None
     out = lite_bridge.run("ingest", "-", stdin=candidate(1).decode()).output
     assert "-> employee 1042" in out  # routed here
     receiver = _receiver(lite_bridge, socket_path)  # takes the dead serve's place
     try:
-        assert handoff.hand_over([candidate(1)]) == [handoff.HandedOver(1, True)]
+        assert ingest_socket.pass_on([candidate(1)]) == [ingest_socket.Passed(1, True)]
         with pytest.raises(ConfigError, match="another `replybridge serve` listens"):
-            Receiver(lite_bridge.engine(), ReceiverConfig(port=free_port(), handoff_socket=socket_path)).start()
-        assert handoff.hand_over([candidate(2)]) is not None  # the first one still listens
+            Receiver(lite_bridge.engine(), ReceiverConfig(port=free_port(), ingest_path=socket_path)).start()
+        assert ingest_socket.pass_on([candidate(2)]) is not None  # the first one still listens
     finally:
         receiver.stop()
 
@@ -117,13 +117,13 @@ def test_a_bad_frame_ends_only_its_own_connection(lite_bridge: Bridge, socket_pa
         with socket.socket(socket.AF_UNIX) as cut:  # a frame promising more than it sends, then gone
             cut.connect(str(socket_path))
             cut.sendall(b"RBINGEST 1000\nFrom: x")
-        assert handoff.hand_over([candidate(1)]) == [handoff.HandedOver(1, False)]
+        assert ingest_socket.pass_on([candidate(1)]) == [ingest_socket.Passed(1, False)]
     finally:
         receiver.stop()
 
 
 def test_an_mta_pipe_to_the_installed_command_is_fast_to_store(lite_bridge: Bridge, socket_path: Path) -> None:
-    """The command as an MTA runs it, a process per message, handing over to a running receiver."""
+    """The command as an MTA runs it, a process per message, passing them on to a running receiver."""
     receiver = _receiver(lite_bridge, socket_path)
     try:
         started = time.monotonic()

@@ -1,4 +1,4 @@
-"""The `serve` end of the ingest hand-off (bridge.inbound.handoff): a frame in, the receiver's group
+"""The `serve` end of the ingest socket (bridge.inbound.ingest_socket): a frame in, the receiver's group
 commit, one answer line out, on the receiver's event loop.
 
 A malformed frame ends the connection (the client then stores in-process); a storage failure answers
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bridge.errors import ConfigError
 from bridge.inbound import raw_store
-from bridge.inbound.handoff import VERB
+from bridge.inbound.ingest_socket import VERB
 from bridge.inbound.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
             try:
                 stored = await store(raw_store.Incoming(raw, "pipe"))
             except Exception:  # noqa: BLE001 - nothing was stored: ingest exits 75 and the MTA retries
-                log.exception("storing a handed-over message failed; answered 451")
+                log.exception("storing a message passed on by `ingest` failed; answered 451")
                 writer.write(b"451 the database could not store the message; try again later\n")
             else:
                 writer.write(b"250 %d %s\n" % (stored.id, b"duplicate" if stored.duplicate else b"new"))

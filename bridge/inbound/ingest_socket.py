@@ -1,4 +1,4 @@
-"""`ingest` hands its messages to the running `serve` over a Unix socket; here are both ends' shared words
+"""`ingest` passes its messages on to the running `serve` over a Unix socket; here are both ends' shared words
 and the client, which loads nothing but the standard library.
 
 Why: an MTA's pipe starts `ingest` once per message. Loading the ORM, the parser and the router to store
@@ -11,7 +11,7 @@ The frames carry the bytes exactly (LMTP's DATA would rewrite bare line feeds an
 `RBINGEST <size>\\n` and the message; the answer is one line, `250 <id> new|duplicate` or `451 <why>`.
 
 The socket: REPLYBRIDGE_INGEST_SOCKET (empty: none), by default beside the SQLite file
-(`replybridge.db.ingest`); with PostgreSQL set it to use the hand-off. It is 0600, the service's user's
+(`replybridge.db.ingest`); with PostgreSQL set it to use it. It is 0600, the service's user's
 alone, as the database file is.
 """
 
@@ -29,7 +29,7 @@ TIMEOUT_S = 60.0  # a service that takes longer is treated as absent: the messag
 
 
 @dataclass(frozen=True)
-class HandedOver:
+class Passed:
     id: int
     duplicate: bool
 
@@ -39,7 +39,7 @@ class Refused(Exception):
 
 
 def socket_path() -> Path | None:
-    """Where `serve` listens for hand-offs, or None where there is no such place."""
+    """Where `serve` listens for `ingest`, or None where there is no such place."""
     configured = os.environ.get("REPLYBRIDGE_INGEST_SOCKET")
     if configured is not None:
         return Path(configured) if configured.strip() else None
@@ -47,7 +47,7 @@ def socket_path() -> Path | None:
     return database.with_name(database.name + ".ingest") if database else None
 
 
-def hand_over(raws: list[bytes], timeout: float = TIMEOUT_S) -> list[HandedOver] | None:
+def pass_on(raws: list[bytes], timeout: float = TIMEOUT_S) -> list[Passed] | None:
     """Each message stored by the running service, or None when none answered: store them in-process then.
 
     Raises Refused when the service answered 451 (its storage failed; the same storage would fail here).
@@ -65,13 +65,13 @@ def hand_over(raws: list[bytes], timeout: float = TIMEOUT_S) -> list[HandedOver]
         return None
 
 
-def _one(sock: socket.socket, answers: object, raw: bytes) -> HandedOver:
+def _one(sock: socket.socket, answers: object, raw: bytes) -> Passed:
     sock.sendall(VERB + b" %d\n" % len(raw) + raw)
     line = answers.readline(1000).decode("utf-8", "replace").strip()  # type: ignore[attr-defined]
     code, _, rest = line.partition(" ")
     if code == "250":
         number, _, kind = rest.partition(" ")
-        return HandedOver(int(number), kind == "duplicate")
+        return Passed(int(number), kind == "duplicate")
     if code.startswith("4"):
         raise Refused(rest or "the service could not store the message")
     raise ValueError(f"unexpected answer {line!r}")
