@@ -14,17 +14,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
-DEFAULT_URL = "sqlite:///replybridge.db"
+from models.url import database_url
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD = "0011"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
-
-
-def database_url() -> str:
-    """The database URL from REPLYBRIDGE_DATABASE_URL; psycopg 3 is the PostgreSQL driver."""
-    url = os.environ.get("REPLYBRIDGE_DATABASE_URL") or DEFAULT_URL
-    if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection

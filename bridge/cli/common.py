@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 import click
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bridge.errors import BridgeError, ConfigError
@@ -20,21 +19,6 @@ from models.db import database_url, schema_is_current, session_scope, shared_eng
 def safe_url() -> str:
     """The database URL with any password masked, for messages."""
     return make_url(database_url()).render_as_string(hide_password=True)
-
-
-class BridgeGroup(click.Group):
-    """Turns named errors into `error: ...` on stderr and exit code 1 (never a traceback)."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except BridgeError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(1)
-        except SQLAlchemyError as err:
-            detail = str(getattr(err, "orig", None) or type(err).__name__).splitlines()[0]
-            click.echo(f"error: database {safe_url()}: {detail}", err=True)
-            sys.exit(1)
 
 
 def engine() -> Engine:

@@ -21,6 +21,7 @@ from email.parser import BytesHeaderParser
 
 import mailparser
 
+from bridge.inbound.limits import MAX_HEADER_BYTES
 from routing.addresses import addresses_of
 from routing.message_ids import normalize_message_id
 from routing.router import Headers
@@ -35,7 +36,7 @@ MAX_PARTS = 1000
 ROUTING_READ_BYTES = 4 * 1024 * 1024
 # The most of a header section read. Real ones are a few KiB (long Received and ARC chains stay under 100
 # KiB); 25 MiB of headers, or one To of 400,000 addresses, would cost seconds and hundreds of MB to read.
-MAX_HEADER_BYTES = 256 * 1024
+# That is bridge.inbound.limits.MAX_HEADER_BYTES.
 _BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
 _EMPTY_LINE = re.compile(rb"\r\n\r\n|\n\n")
 

@@ -37,7 +37,6 @@ class Stored:
 
 
 STORE_ATTEMPTS = 3
-MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what every source takes at most (the SMTP receiver announces it as SIZE)
 
 
 def store_many(engine: Engine, items: Iterable[Incoming],

@@ -16,18 +16,18 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.engine import Engine
 
 from bridge import portal
-from bridge.inbound import pipeline, raw_store
-from bridge.inbound.raw_store import MAX_MESSAGE_BYTES
+from bridge.inbound import ingest_listener, ingest_socket, pipeline, raw_store
+from bridge.inbound.limits import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
-MAX_HEADER_BYTES = 256 * 1024
 DOMAINS_TTL_S = 30.0
 BATCH = 64
 
@@ -142,13 +142,18 @@ class ReceiverHandler:
             return "552 5.3.4 Message header too large"
         item = raw_store.Incoming(raw, "smtp", envelope.mail_from or "", tuple(envelope.rcpt_tos))
         try:
-            stored = await self.committer.submit(item)
+            stored = await self.store(item)
         except Exception:  # noqa: BLE001 - nothing was stored: the sender keeps the message and retries
             log.exception("storing a received message failed; answered 451")
             return "451 4.3.0 Temporary storage failure, try again later"
+        return f"250 2.0.0 OK: stored as {stored.id}"
+
+    async def store(self, item: raw_store.Incoming) -> raw_store.Stored:
+        """Commit (with whatever else is waiting), then route unless a routing process does it."""
+        stored = await self.committer.submit(item)
         if self.route_inline and not stored.duplicate:
             asyncio.get_running_loop().run_in_executor(self.router, self._route, stored.id)
-        return f"250 2.0.0 OK: stored as {stored.id}"
+        return stored
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session error", exc_info=error)
@@ -171,10 +176,12 @@ class ReceiverConfig:
     max_header_bytes: int = MAX_HEADER_BYTES
     certfile: str | None = None
     keyfile: str | None = None
+    ingest_path: Path | None = None  # where `ingest` passes messages on (bridge.inbound.ingest_socket)
 
     @classmethod
     def from_env(cls) -> ReceiverConfig:
-        return cls(host=os.environ.get("REPLYBRIDGE_SMTP_HOST", "127.0.0.1"),
+        return cls(ingest_path=ingest_socket.socket_path(),
+                   host=os.environ.get("REPLYBRIDGE_SMTP_HOST", "127.0.0.1"),
                    port=int(os.environ.get("REPLYBRIDGE_SMTP_PORT", "2525")),
                    max_bytes=int(os.environ.get("REPLYBRIDGE_SMTP_MAX_BYTES", str(MAX_MESSAGE_BYTES))),
                    certfile=os.environ.get("REPLYBRIDGE_SMTP_TLS_CERT") or None,
@@ -193,7 +200,28 @@ class Receiver(Controller):
         super().__init__(self.handler_, hostname=config.host, port=config.port, data_size_limit=config.max_bytes,
                          enable_SMTPUTF8=True, tls_context=tls, require_starttls=False, ident="replybridge ESMTP",
                          server_hostname=None)
+        self.ingest_path = config.ingest_path
+        self._ingest_listener: asyncio.AbstractServer | None = None
+
+    def start(self) -> None:
+        """Listen for SMTP, then for `ingest` on the same event loop (so they share the group commit).
+        A socket path the system refuses (too long, no such folder) only costs the socket: `ingest` then
+        stores in-process."""
+        super().start()
+        if self.ingest_path is None:
+            return
+        try:
+            listening = ingest_listener.listen(self.ingest_path, self.handler_.store)
+            self._ingest_listener = asyncio.run_coroutine_threadsafe(listening, self.loop).result(10)
+        except OSError as err:
+            log.warning("no ingest socket on %s (%s): `ingest` stores in-process", self.ingest_path, err)
+        except BaseException:
+            super().stop()
+            raise
 
     def stop(self, no_assert: bool = False) -> None:
+        if self._ingest_listener is not None:
+            self.loop.call_soon_threadsafe(self._ingest_listener.close)
+            ingest_listener.forget(self.ingest_path)
         super().stop(no_assert=no_assert)
         self.handler_.close()

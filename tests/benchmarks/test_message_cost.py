@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.inbound import message_content, pipeline, raw_store
+from bridge.inbound import limits, message_content, pipeline, raw_store
 from models import InboundMessage
 from models.db import session_scope
 from tests.helpers.bridge import Bridge
 
-LIMIT = raw_store.MAX_MESSAGE_BYTES
+LIMIT = limits.MAX_MESSAGE_BYTES
 GOAL_S, GOAL_BYTES = 2.0, 200 * 1000 * 1000
 HEAD = ("From: Cand <cand@example.org>\r\nTo: jobs+1042@example.test\r\nSubject: Application\r\n"
         "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n")

@@ -45,6 +45,9 @@ def make_bridge(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Br
     """A bridge on `url` with a fresh secret key, working in tmp_path (not initialised: run `init`)."""
     monkeypatch.setenv("REPLYBRIDGE_DATABASE_URL", url)
     monkeypatch.setenv("REPLYBRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    # no ingest socket unless a test asks for one: whether the default socket beside the database could be
+    # made would otherwise depend on the length of pytest's temporary path (bridge.inbound.ingest_socket)
+    monkeypatch.setenv("REPLYBRIDGE_INGEST_SOCKET", "")
     monkeypatch.chdir(tmp_path)
     db.shared_engine.cache_clear()
     return Bridge(url, CliRunner())

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from bridge.inbound import pipeline, raw_store
+from bridge.inbound import limits, pipeline, raw_store
 from bridge.inbound.message_content import content_of
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from models import InboundMessage
@@ -209,9 +209,9 @@ def test_an_envelope_that_is_not_utf8_fails_neither_itself_nor_its_batch(bridge:
 def test_ingest_takes_what_the_receiver_takes_and_no_more(lite_bridge: Bridge, tmp_path: Path) -> None:
     big = tmp_path / "big.eml"
     big.write_bytes(reply("big@example.org", "cand@example.org", "jobs+1042@example.test").encode()
-                    + b"x" * raw_store.MAX_MESSAGE_BYTES)
+                    + b"x" * limits.MAX_MESSAGE_BYTES)
     refused = lite_bridge.run("ingest", str(big), ok=False)
-    assert refused.exit_code == 1 and f"larger than {raw_store.MAX_MESSAGE_BYTES:,} bytes" in refused.stderr
+    assert refused.exit_code == 1 and f"larger than {limits.MAX_MESSAGE_BYTES:,} bytes" in refused.stderr
     assert lite_bridge.json("messages", "list") == []
 
 
