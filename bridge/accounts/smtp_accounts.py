@@ -10,6 +10,7 @@ from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_wi
 from bridge.accounts.validation import about, check_name
 from bridge.errors import InputError
 from bridge.input_checks import check_address
+from bridge.memo import remembered
 from models import SmtpAccount
 
 
@@ -91,4 +92,5 @@ def smtp_by_id(session: Session, account_id: int) -> SmtpAccount:
 
 def default_smtp(session: Session) -> SmtpAccount | None:
     """The database-wide account for automated mail and aliases without their own."""
-    return session.exec(select(SmtpAccount).where(SmtpAccount.is_default)).first()
+    return remembered(session, "default_smtp",
+                      lambda: session.exec(select(SmtpAccount).where(SmtpAccount.is_default)).first())

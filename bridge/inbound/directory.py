@@ -1,37 +1,57 @@
-"""The router's look-ups (routing.router.Directory), answered from the database."""
+"""The router's look-ups (routing.router.Directory), answered from the database.
+
+One directory serves a batch of messages routed together (bridge.inbound.pipeline.route_batch): the
+employees and the aliases' own addresses, read by every message, are read once per batch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func
+from sqlalchemy import Select, bindparam
 from sqlmodel import Session, select
 
 from models import Alias, Candidate, Conversation, Employee, InboundMessage, OutboundMessage
 from routing.router import ConversationRef, EmployeeRef
 
 
+def _refs_where(*where: object) -> Select:
+    """Conversations with their employee and candidate, in one query; built once (Core, with parameters):
+    building a statement cost more than running it."""
+    return (select(Conversation.id, Employee.number, Employee.active, Candidate.email)
+            .join(Employee, Employee.id == Conversation.employee_id)
+            .join(Candidate, Candidate.id == Conversation.candidate_id).where(*where).order_by(Conversation.id))
+
+
+_BY_ID = _refs_where(Conversation.id == bindparam("id"))
+_BY_SENDER = _refs_where(Candidate.email == bindparam("email"))
+_BY_MESSAGE_ID = [  # what we sent first, then what we received, in a conversation
+    _refs_where(Conversation.id == select(model.conversation_id).where(
+        model.message_id.in_(bindparam("ids", expanding=True)), model.conversation_id.is_not(None))
+        .limit(1).scalar_subquery())
+    for model in (OutboundMessage, InboundMessage)]
+
+
 class DatabaseDirectory:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._employees: dict[int, EmployeeRef | None] = {}
+        self._own: frozenset[str] | None = None
+
+    def _refs(self, query: Select, **params: object) -> list[ConversationRef]:
+        return [ConversationRef(*row) for row in self.session.connection().execute(query, params)]
 
     def _ref(self, conversation_id: int | None) -> ConversationRef | None:
         if conversation_id is None:
             return None
-        row = self.session.exec(
-            select(Conversation.id, Employee.number, Employee.active, Candidate.email)
-            .join(Employee, Employee.id == Conversation.employee_id)
-            .join(Candidate, Candidate.id == Conversation.candidate_id)
-            .where(Conversation.id == conversation_id)).first()
-        return ConversationRef(*row) if row else None
+        found = self._refs(_BY_ID, id=conversation_id)
+        return found[0] if found else None
 
     def conversation_for_message_ids(self, message_ids: Sequence[str]) -> ConversationRef | None:
-        ids = list(message_ids)
-        for model in (OutboundMessage, InboundMessage):
-            found = self.session.exec(select(model.conversation_id).where(
-                model.message_id.in_(ids), model.conversation_id.is_not(None)).limit(1)).first()
-            if found is not None:
-                return self._ref(found)
+        for query in _BY_MESSAGE_ID:
+            found = self._refs(query, ids=list(message_ids))
+            if found:
+                return found[0]
         return None
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
@@ -41,14 +61,15 @@ class DatabaseDirectory:
         return self._ref(self.session.exec(select(Conversation.id).where(Conversation.thread_index == root)).first())
 
     def employee(self, number: int) -> EmployeeRef | None:
-        row = self.session.exec(select(Employee.number, Employee.active).where(Employee.number == number)).first()
-        return EmployeeRef(*row) if row else None
+        if number not in self._employees:
+            row = self.session.exec(select(Employee.number, Employee.active).where(Employee.number == number)).first()
+            self._employees[number] = EmployeeRef(*row) if row else None
+        return self._employees[number]
 
     def sender_conversations(self, email: str) -> list[ConversationRef]:
-        ids = self.session.exec(select(Conversation.id).join(Candidate, Candidate.id == Conversation.candidate_id)
-                                .where(Candidate.email == email.lower()).order_by(Conversation.id)).all()
-        return [ref for ref in (self._ref(i) for i in ids) if ref]
+        return self._refs(_BY_SENDER, email=email.lower())
 
     def is_own_address(self, email: str) -> bool:
-        return self.session.exec(select(Alias.id).where(func.lower(Alias.from_address) == email.lower())).first() \
-            is not None
+        if self._own is None:
+            self._own = frozenset(a.lower() for a in self.session.exec(select(Alias.from_address)) if a)
+        return email.lower() in self._own

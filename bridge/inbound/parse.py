@@ -49,8 +49,6 @@ class Parsed:
     from_addr: str | None
     from_name: str | None
     subject: str | None
-    text: str | None
-    html: str | None
     error: str | None
     unreadable: str | None = None  # why only the headers were read (then `error` says so too)
 
@@ -185,7 +183,7 @@ def headers_only(raw: bytes, why: str) -> Parsed:
     headers = Headers(items)
     from_name, from_addr = _sender(headers)
     return Parsed(msg, headers, message_id_of(headers.first("message-id")), from_addr, from_name,
-                  headers.first("subject"), None, None, f"could not be read in full: {why}", why)
+                  headers.first("subject"), f"could not be read in full: {why}", why)
 
 
 def _sender(headers: Headers) -> tuple[str | None, str | None]:
@@ -195,43 +193,52 @@ def _sender(headers: Headers) -> tuple[str | None, str | None]:
 
 
 def parse(raw: bytes) -> Parsed:
-    """The message as routing reads it: never raises; what could not be read is said in `error`."""
+    """The message as routing reads it: never raises; what could not be read is said in `error`. The standard
+    library's parse (compat32) alone: routing reads headers, and the classifier the MIME structure; the
+    bodies, for the reply text, are read later (`bodies`)."""
     why = too_complex(raw)
     if why is not None:
         return headers_only(raw, why)
     try:
-        if len(raw) > ROUTING_READ_BYTES:
-            cut = raw.rfind(b"\n", 0, ROUTING_READ_BYTES) + 1 or ROUTING_READ_BYTES
-            parsed = _parse(raw[:cut])
-            note = f"read the first {cut / 2**20:.1f} MiB of {len(raw) / 2**20:.1f} MiB for routing"
-            return replace(parsed, error="; ".join(filter(None, (note, parsed.error))))
-        return _parse(raw)
+        read, note = _routing_part(raw)
+        parsed = _parse(read)
+        return replace(parsed, error="; ".join(filter(None, (note, parsed.error))) or None)
     except RecursionError:
         return headers_only(raw, "its MIME structure is nested too deep")
     except Exception as err:  # noqa: BLE001 - whatever the parser trips on, the headers still route it
         return headers_only(raw, f"{type(err).__name__} while parsing")
 
 
+def _routing_part(raw: bytes) -> tuple[bytes, str | None]:
+    """At most ROUTING_READ_BYTES of the message, cut at a line end, and the note saying so."""
+    if len(raw) <= ROUTING_READ_BYTES:
+        return raw, None
+    cut = raw.rfind(b"\n", 0, ROUTING_READ_BYTES) + 1 or ROUTING_READ_BYTES
+    return raw[:cut], f"read the first {cut / 2**20:.1f} MiB of {len(raw) / 2**20:.1f} MiB for routing"
+
+
 def _parse(raw: bytes) -> Parsed:
-    errors: list[str] = []
-    try:  # one parse: mail-parser's message (the standard library's, compat32) is the one routed on
-        mail = mailparser.parse_from_bytes(raw)
-        msg = mail.message
-        text = "\n".join(mail.text_plain) or None
-        html = "\n".join(mail.text_html) or None
-    except Exception as err:  # noqa: BLE001 - mail-parser raises on some real bounces: read it ourselves
-        errors.append(f"mail-parser: {type(err).__name__}; bodies read with the standard library")
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-        try:
-            text, html = _bodies_stdlib(msg)
-        except Exception as err2:  # noqa: BLE001
-            errors.append(f"bodies unreadable: {type(err2).__name__}")
-            text = html = None
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     items = tuple((str(k).lower(), header_text(str(k).lower(), v)) for k, v in msg.items())
     headers = Headers(items)
     from_name, from_addr = _sender(headers)
-    if msg.defects:
-        errors.append("MIME defects: " + ", ".join(sorted({type(d).__name__ for d in msg.defects})))
+    error = "MIME defects: " + ", ".join(sorted({type(d).__name__ for d in msg.defects})) if msg.defects else None
     return Parsed(msg, headers, message_id_of(headers.first("message-id")), from_addr, from_name,
-                  headers.first("subject"), text[:MAX_BODY_CHARS] if text else None,
-                  html[:MAX_BODY_CHARS] if html else None, "; ".join(errors) or None)
+                  headers.first("subject"), error)
+
+
+def bodies(raw: bytes) -> tuple[str | None, str | None]:
+    """(text, html) of the message by mail-parser (the standard library where mail-parser fails), for the
+    reply text: read after routing, as routing does not need them. Never raises."""
+    if too_complex(raw) is not None:
+        return None, None
+    read, _note = _routing_part(raw)
+    try:
+        mail = mailparser.parse_from_bytes(read)
+        text, html = "\n".join(mail.text_plain) or None, "\n".join(mail.text_html) or None
+    except Exception:  # noqa: BLE001 - mail-parser raises on some real bounces: read it ourselves
+        try:
+            text, html = _bodies_stdlib(email.message_from_bytes(read, policy=email.policy.compat32))
+        except Exception:  # noqa: BLE001 - no body to read: the reply text is empty
+            return None, None
+    return (text[:MAX_BODY_CHARS] if text else None), (html[:MAX_BODY_CHARS] if html else None)

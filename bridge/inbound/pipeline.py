@@ -12,20 +12,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from bridge import candidates, crypto, portal
-from bridge.inbound import after_routing
+from bridge.inbound import after_routing, hand_off
 from bridge.inbound.after_routing.context import Routed
 from bridge.inbound.directory import DatabaseDirectory
-from bridge.inbound.parse import Parsed, headers_only, parse
+from bridge.inbound.parse import Parsed, bodies, headers_only, parse
 from bridge.inbound.raw_store import Incoming, store
 from bridge.input_checks import storable
+from bridge.memo import remember_in, remembered
 from models import Employee, InboundMessage, utcnow
 from models.db import session_scope
 from routing.classify import Classification, classify
@@ -34,6 +36,8 @@ from routing.router import Decision, Envelope, is_probe, route
 
 log = logging.getLogger(__name__)
 ROUTE_ATTEMPTS = 5
+BATCH = 100  # messages routed in one pair of transactions (route_batch)
+BATCH_BYTES = 8 * 1024 * 1024
 ROUTE_BACKOFF = (dt.timedelta(seconds=10), dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=30))
 
 
@@ -44,14 +48,15 @@ class Outcome:
     decision: Decision
 
 
-def decide(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None) -> Outcome:
+def decide(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None,
+           directory: DatabaseDirectory | None = None) -> Outcome:
     """Steps 2-4: parse, classify, route. No writes: `ingest --dry-run --explain` uses it too."""
     parsed = parse(row.raw)
     classification = classify(parsed.message, row.envelope_from)
     envelope = Envelope(row.envelope_from, tuple(json.loads(row.envelope_to or "[]")))
     settings = settings or portal.load(session)
-    decision = route(parsed.headers, envelope, classification, DatabaseDirectory(session), settings.numbered(),
-                     crypto.signing_key("message-id"))
+    decision = route(parsed.headers, envelope, classification, directory or DatabaseDirectory(session),
+                     settings.numbered(), crypto.signing_key("message-id"))
     if parsed.unreadable is not None and decision.route != "bounce":  # a person looks before anyone gets it
         decision = Decision("unassigned", "unreadable", f"could not be read in full: {parsed.unreadable}; "
                             f"its headers alone say: {decision.reason}")
@@ -84,7 +89,7 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         if row.routed_at is not None:
             return row
         settings = portal.load(session)
-        outcome, reply_text, probe = _read(session, row, settings)
+        outcome, probe = _read(session, row, settings)
     with session_scope(engine) as session:
         claimed = session.exec(update(InboundMessage).where(InboundMessage.id == inbound_id,
                                                             InboundMessage.routed_at.is_(None))
@@ -92,25 +97,52 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         row = session.get(InboundMessage, inbound_id)
         if claimed.rowcount != 1:
             return row
-        row.reply_text = reply_text
         _apply(session, row, outcome)
         after_routing.run(Routed(session, row, outcome.parsed, outcome.classification, outcome.decision, settings,
                                  probe))
-        return row
+    fill_reply_texts(engine, [inbound_id])
+    with session_scope(engine) as session:
+        return session.get(InboundMessage, inbound_id)
 
 
-def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings) -> tuple[Outcome, str | None, bool]:
-    """The outcome, the reply text and whether it is our probe. A message that cannot be read or routed goes
-    to Unassigned with the reason; a database failure raises (the message is tried again)."""
+def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings,
+          directory: DatabaseDirectory | None = None) -> tuple[Outcome, bool]:
+    """The outcome and whether it is our probe. A message that cannot be read or routed goes to Unassigned
+    with the reason; a database failure raises (the message is tried again)."""
     try:
-        outcome = decide(session, row, settings)
-        reply_text = extract_reply(outcome.parsed.text, outcome.parsed.html)
-        return outcome, reply_text, is_probe(outcome.parsed.headers, crypto.signing_key("message-id"))
+        outcome = decide(session, row, settings, directory)
+        return outcome, is_probe(outcome.parsed.headers, crypto.signing_key("message-id"))
     except SQLAlchemyError:
         raise
     except Exception as exc:  # noqa: BLE001 - the message itself: never retried, never blocking the others
         log.warning("inbound message %s could not be read: %s", row.id, type(exc).__name__)
-        return unreadable(row.raw, _why(exc)), None, False
+        return unreadable(row.raw, _why(exc)), False
+
+
+def fill_reply_texts(engine: Engine, ids: list[int]) -> None:
+    """The reply text (the new text without quotes and signature) of routed messages, read after routing:
+    routing needs no body, and a backlog routes faster without reading them. Where it is not filled yet
+    (or failed), readers take it from the raw bytes (bridge.inbound.message_content). Never raises."""
+    try:
+        with session_scope(engine) as session:
+            due = session.exec(select(InboundMessage.id, InboundMessage.size).where(
+                InboundMessage.id.in_(ids), InboundMessage.reply_text.is_(None))).all()
+        for batch in batches(due):
+            with session_scope(engine) as session:
+                rows = session.exec(select(InboundMessage.id, InboundMessage.raw)
+                                    .where(InboundMessage.id.in_(batch))).all()
+            texts = [{"key": inbound_id, "text": _reply_text(raw)} for inbound_id, raw in rows]
+            with session_scope(engine) as session:
+                session.connection().execute(
+                    update(InboundMessage).where(InboundMessage.id == bindparam("key"),
+                                                 InboundMessage.reply_text.is_(None))
+                    .values(reply_text=bindparam("text")), texts)
+    except Exception:  # noqa: BLE001 - the page reads it from the raw bytes meanwhile
+        log.warning("could not store the reply texts of %d messages", len(ids), exc_info=True)
+
+
+def _reply_text(raw: bytes) -> str:
+    return storable(extract_reply(*bodies(raw))) or ""
 
 
 def unreadable(raw: bytes, why: str, reason: str | None = None) -> Outcome:
@@ -138,13 +170,12 @@ def _apply(session: Session, row: InboundMessage, outcome: Outcome) -> None:
     row.in_reply_to = storable(parsed.headers.first("in-reply-to"))
     row.references = storable(" ".join(parsed.headers.all("references")) or None)
     row.parse_error = storable(parsed.error)
-    row.reply_text = storable(row.reply_text)
     row.kind = outcome.classification.kind
     row.route, row.rule, row.reason = decision.route, decision.rule, storable(decision.reason)
     row.flagged, row.flag_reason = decision.flagged, storable(decision.flag_reason)
     row.conversation_id = decision.conversation_id
     if decision.employee_number is not None:
-        employee = session.exec(select(Employee).where(Employee.number == decision.employee_number)).one()
+        employee = employee_numbered(session, decision.employee_number)
         row.employee_id = employee.id
         if parsed.from_addr and not decision.flagged:
             existing = candidates.find(session, employee, parsed.from_addr)
@@ -153,6 +184,11 @@ def _apply(session: Session, row: InboundMessage, outcome: Outcome) -> None:
     row.triage = "open" if decision.route == "unassigned" else None
     row.routed_at = utcnow()
     session.add(row)
+
+
+def employee_numbered(session: Session, number: int) -> Employee:
+    return remembered(session, ("employee", number),
+                      lambda: session.exec(select(Employee).where(Employee.number == number)).one())
 
 
 def ingest(engine: Engine, item: Incoming) -> tuple[InboundMessage, bool]:
@@ -173,17 +209,85 @@ def route_stored(engine: Engine, inbound_id: int) -> InboundMessage | None:
         return None
 
 
-def finish_unrouted(engine: Engine, limit: int = 500) -> int:
+def finish_unrouted(engine: Engine, limit: int = 500, texts_later: list[int] | None = None) -> int:
     """Route messages stored but not routed (after a crash, or a failure now due again); returns how many were
     routed. Failures do not count: while the database itself fails, the routing process waits between passes
-    instead of trying the same messages again at once."""
+    instead of trying the same messages again at once. The reply texts are filled after each batch, or, with
+    `texts_later`, their ids are added there for the caller to fill once nothing waits to be routed."""
     now = utcnow()
     with session_scope(engine) as session:
-        ids = session.exec(select(InboundMessage.id).where(
+        due = session.exec(select(InboundMessage.id, InboundMessage.size).where(
             InboundMessage.routed_at.is_(None),
             or_(InboundMessage.route_next_at.is_(None), InboundMessage.route_next_at <= now))
             .order_by(InboundMessage.id).limit(limit)).all()
-    return sum(route_stored(engine, inbound_id) is not None for inbound_id in ids)
+    routed = 0
+    for batch in batches(due):
+        ids = route_batch(engine, batch)
+        routed += len(ids)
+        if texts_later is None:
+            fill_reply_texts(engine, ids)
+        else:
+            texts_later.extend(ids)
+    return routed
+
+
+def batches(due: list[tuple[int, int]]) -> Iterator[list[int]]:
+    """Ids in groups of at most BATCH messages and BATCH_BYTES (a large message goes alone): a batch's raw
+    bytes are in memory together."""
+    batch: list[int] = []
+    held = 0
+    for inbound_id, size in due:
+        if batch and (len(batch) == BATCH or held + size > BATCH_BYTES):
+            yield batch
+            batch, held = [], 0
+        batch.append(inbound_id)
+        held += size
+    if batch:
+        yield batch
+
+
+def route_batch(engine: Engine, ids: list[int]) -> list[int]:
+    """Route several stored messages in two transactions instead of two each (a backlog's cost is mostly
+    the round trips and commits); returns the ids routed. Should the write fail, each is routed on its
+    own, so one message's failure is counted on it alone and never holds up the others. The reply texts
+    are left to `fill_reply_texts`."""
+    if not ids:
+        return []
+    try:
+        return _route_together(engine, ids)
+    except Exception:  # noqa: BLE001 - one by one: the failing message is found, counted and backed off
+        log.info("routing %d messages together failed; routing each on its own", len(ids), exc_info=True)
+        return [inbound_id for inbound_id in ids if route_stored(engine, inbound_id) is not None]
+
+
+def _route_together(engine: Engine, ids: list[int]) -> list[int]:
+    """`process` for several: the costly reading in one read-only transaction, then one short write that claims
+    them (a racing router finds them done) and applies each decision with its steps after routing."""
+    with session_scope(engine) as session:
+        settings = portal.load(session)
+        rows = session.exec(select(InboundMessage).where(InboundMessage.id.in_(ids),
+                                                         InboundMessage.routed_at.is_(None))).all()
+        directory = DatabaseDirectory(session)
+        read = {row.id: _read(session, row, settings, directory) for row in rows}
+    if not read:
+        return []
+    with session_scope(engine) as session:
+        remember_in(session)  # the set-up every message reads, read once (bridge.memo)
+        claimed = session.exec(update(InboundMessage).where(InboundMessage.id.in_(list(read)),
+                                                            InboundMessage.routed_at.is_(None))
+                               .values(routed_at=utcnow()).returning(InboundMessage.id)).scalars().all()
+        rows = session.exec(select(InboundMessage).where(InboundMessage.id.in_(claimed))).all()
+        hand_off.forwarded_many(session, claimed)
+        candidates.find_many(session, {
+            (employee_numbered(session, outcome.decision.employee_number).id, outcome.parsed.from_addr)
+            for outcome, _probe in read.values()
+            if outcome.decision.employee_number is not None and outcome.parsed.from_addr})
+        for row in sorted(rows, key=lambda r: r.id):
+            outcome, probe = read[row.id]
+            _apply(session, row, outcome)
+            after_routing.run(Routed(session, row, outcome.parsed, outcome.classification, outcome.decision,
+                                     settings, probe))
+        return sorted(claimed)
 
 
 def _failed(engine: Engine, inbound_id: int, why: str) -> None:

@@ -1,7 +1,8 @@
 """The routing process of `serve`: routes stored messages soon after they arrive, in its own process.
 
-Parsing, classifying and routing cost about ten times what receiving does; in the receiver's
-process they would compete with its event loop for the interpreter lock. Here they run beside it,
+Parsing, classifying and routing cost several times what receiving does; in the receiver's
+process they would compete with its event loop for the interpreter lock. Routing comes first: the reply
+texts of what it routed are read (pipeline.fill_reply_texts) once nothing waits to be routed. Here they run beside it,
 and `pipeline.process` claims each row, so this process and the worker never route one message twice.
 
 The parent stops it by closing its end of a pipe: the child sees end-of-file. That also stops the
@@ -30,12 +31,17 @@ def run(parent: Connection, interval: float) -> None:
         signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = make_engine()
+    texts_later: list[int] = []  # routed, their reply texts not read yet: read once nothing waits to be routed
     while True:
         try:
-            busy = pipeline.finish_unrouted(engine) > 0
+            busy = pipeline.finish_unrouted(engine, texts_later=texts_later) > 0
         except Exception:  # noqa: BLE001 - the messages stay stored; the next pass retries
             log.exception("routing pass failed; retrying")
             busy = False
+        if not busy and texts_later:
+            pipeline.fill_reply_texts(engine, texts_later[:pipeline.BATCH])
+            del texts_later[:pipeline.BATCH]
+            busy = bool(texts_later)
         if parent.poll(0 if busy else interval):  # readable means end-of-file: the parent hung up
             break
     engine.dispose()

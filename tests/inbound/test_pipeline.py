@@ -187,3 +187,47 @@ def test_two_routers_racing_route_once_and_forward_once(bridge: Bridge) -> None:
         t.join(30)
     assert errors == []
     assert [e["purpose"] for e in bridge.json("log")] == ["forward"]
+
+
+def _reply_texts(b: Bridge) -> dict[int, str | None]:
+    with Session(b.engine()) as s:
+        return dict(s.exec(select(InboundMessage.id, InboundMessage.reply_text)).all())
+
+
+def test_a_backlog_routes_in_batches_with_the_same_decisions_and_reply_texts_after(bridge: Bridge) -> None:
+    """route_batch decides as `process` does, message by message; the reply texts come after the routing."""
+    sent = queue_one(bridge)
+    raws = [reply(f"b{n}@example.org", f"cand{n}@example.org", "jobs+1042@example.test" if n % 3 == 0 else
+                  "jobs@example.test", in_reply_to=sent["message_id"] if n % 3 == 1 else "",
+                  body=f"Yes, Monday {n} works.\r\n\r\nOn Fri, Ana wrote:\r\n> Could you come?\r\n").encode()
+            for n in range(9)]
+    ids = [s.id for s in raw_store.store_many(bridge.engine(), [raw_store.Incoming(r, "smtp") for r in raws])]
+    later: list[int] = []
+    assert pipeline.finish_unrouted(bridge.engine(), texts_later=later) == 9 and sorted(later) == ids
+    listed = {m["id"]: m for m in bridge.json("messages", "list")}
+    assert [listed[i]["route"] for i in ids] == ["employee", "employee", "unassigned"] * 3
+    assert [listed[i]["rule"] for i in ids[:2]] == ["numbered", "thread"]
+    assert set(_reply_texts(bridge).values()) == {None}  # not read yet: routing needs no body
+    pipeline.fill_reply_texts(bridge.engine(), later)
+    assert [_reply_texts(bridge)[i] for i in ids] == [f"Yes, Monday {n} works." for n in range(9)]
+    with Session(bridge.engine()) as s:  # the forwards to the recruiter, one each
+        forwards = s.exec(select(OutboundMessage.inbound_id).where(OutboundMessage.purpose == "forward")).all()
+    assert sorted(forwards) == [i for n, i in enumerate(ids) if n % 3 != 2]
+
+
+def test_a_batch_whose_write_fails_routes_each_on_its_own(lite_bridge: Bridge,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    raws = [reply(f"w{n}@example.org", f"c{n}@example.org", "jobs+1042@example.test").encode() for n in range(3)]
+    ids = [s.id for s in raw_store.store_many(lite_bridge.engine(), [raw_store.Incoming(r, "smtp") for r in raws])]
+    real = pipeline._apply
+
+    def breaks_on_the_second(session: Session, row: InboundMessage, outcome: pipeline.Outcome) -> None:
+        if row.id == ids[1]:
+            raise RuntimeError("a bug in applying this one decision")
+        real(session, row, outcome)
+
+    monkeypatch.setattr(pipeline, "_apply", breaks_on_the_second)
+    assert pipeline.route_batch(lite_bridge.engine(), ids) == [ids[0], ids[2]]  # the others are not held up
+    with Session(lite_bridge.engine()) as s:
+        failed = s.get(InboundMessage, ids[1])
+    assert failed.routed_at is None and failed.route_attempts == 1 and "RuntimeError" in failed.route_error

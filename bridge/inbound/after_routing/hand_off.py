@@ -9,4 +9,4 @@ FOR_PROBES = False  # a probe proves the way back in; it never lands in a recrui
 
 
 def run(routed: Routed) -> None:
-    hand_off.plan(routed.session, routed.row, routed.settings)
+    hand_off.plan(routed.session, routed.row, routed.settings, routed.parsed.headers)

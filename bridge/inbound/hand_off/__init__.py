@@ -23,36 +23,54 @@ from bridge import portal
 from bridge.accounts.employees import HAND_OFF_MODES
 from bridge.inbound.hand_off import forward, imap, none
 from bridge.inbound.parse import read_headers
+from bridge.memo import remember, remembered
 from models import Alias, Employee, InboundMessage, OutboundMessage
 from routing.addresses import addresses_of
+from routing.router import Headers
 
 MODES: dict[str, ModuleType] = {"forward": forward, "imap": imap, "none": none}
 if set(MODES) != set(HAND_OFF_MODES):
     raise RuntimeError(f"hand-off modes {sorted(HAND_OFF_MODES)} need a module each: {sorted(MODES)}")
 
 
-def plan(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None) -> None:
-    """After routing or assignment: set up the hand-off to the row's employee, once."""
+def plan(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None,
+         headers: Headers | None = None) -> None:
+    """After routing or assignment: set up the hand-off to the row's employee, once. `headers`: the message's,
+    where the caller has read them already."""
     if row.employee_id is None or row.delivery != "none":
         return
-    if session.exec(select(OutboundMessage.id).where(OutboundMessage.inbound_id == row.id)).first():
+    if remembered(session, ("forwarded", row.id), lambda: session.exec(
+            select(OutboundMessage.id).where(OutboundMessage.inbound_id == row.id)).first() is not None):
         return
     employee = session.get(Employee, row.employee_id)
-    if employee.delivery != "none" and reached_directly(session, row, employee):
+    if employee.delivery != "none" and reached_directly(session, row, employee, headers):
         row.delivery = "direct"
     else:
         MODES[employee.delivery].plan(session, row, employee, settings)
     session.add(row)
 
 
-def reached_directly(session: Session, row: InboundMessage, employee: Employee) -> bool:
+def forwarded_many(session: Session, ids: list[int]) -> None:
+    """Which of these messages have a forward already (a message routed again), in one query remembered for
+    this session (bridge.memo), for `plan`."""
+    done = set(session.exec(select(OutboundMessage.inbound_id).where(OutboundMessage.inbound_id.in_(ids))))
+    for inbound_id in ids:
+        remember(session, ("forwarded", inbound_id), inbound_id in done)
+
+
+def reached_directly(session: Session, row: InboundMessage, employee: Employee,
+                     headers: Headers | None = None) -> bool:
     """Whether the reply's To or Cc holds the employee's own address or an alias's own Reply-To."""
-    own = {employee.email.lower()} | {reply_to.lower() for reply_to in session.exec(
-        select(Alias.reply_to).where(Alias.employee_id == employee.id, Alias.reply_to.is_not(None))).all()}
-    try:
-        headers = read_headers(row.raw)
-    except Exception:  # noqa: BLE001 - unreadable headers: hand it off, as if it named nobody
-        return False
-    named = {addr.lower() for name in ("to", "cc") for value in headers.get_all(name, [])
-             for _n, addr in addresses_of(str(value))}
+    own = {employee.email.lower()} | remembered(session, ("alias_reply_to", employee.id), lambda: {
+        reply_to.lower() for reply_to in session.exec(
+            select(Alias.reply_to).where(Alias.employee_id == employee.id, Alias.reply_to.is_not(None))).all()})
+    if headers is not None:
+        values = [*headers.all("to"), *headers.all("cc")]
+    else:
+        try:
+            read = read_headers(row.raw)
+        except Exception:  # noqa: BLE001 - unreadable headers: hand it off, as if it named nobody
+            return False
+        values = [str(value) for name in ("to", "cc") for value in read.get_all(name, [])]
+    named = {addr.lower() for value in values for _n, addr in addresses_of(value)}
     return bool(own & named)

@@ -68,9 +68,12 @@ class PollReport:
     lease_held_by: str | None = None  # set (with `error`) when another poller holds the folder
 
 
-def _route(engine: Engine, stored: list[raw_store.Stored]) -> int:
-    """Route the new messages; a failure is counted on the message, which stays stored for `finish_unrouted`."""
-    return sum(pipeline.route_stored(engine, item.id) is not None for item in stored if not item.duplicate)
+def _route(engine: Engine, stored: list[raw_store.Stored], texts_later: list[int]) -> int:
+    """Route the new messages together; a failure is counted on the message, which stays stored for
+    `finish_unrouted`. Their reply texts are read once the pass has fetched everything (`texts_later`)."""
+    routed = pipeline.route_batch(engine, [item.id for item in stored if not item.duplicate])
+    texts_later.extend(routed)
+    return len(routed)
 
 
 def pop_new_mail(client: IMAPClient) -> bool:
@@ -125,6 +128,19 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
     note_waiting(engine, state_id, owner, len(uids))
     problems: list[str] = []
+    texts_later: list[int] = []
+    try:
+        _fetch_all(engine, client, uids, state_id, owner, uidvalidity, batch_size, after, report, route, stop,
+                   problems, texts_later)
+    finally:
+        pipeline.fill_reply_texts(engine, texts_later)
+    return problems
+
+
+def _fetch_all(engine: Engine, client: IMAPClient, uids: list[int], state_id: int, owner: str, uidvalidity: int,
+               batch_size: int, after: AfterFetch, report: PollReport, route: bool, stop: threading.Event | None,
+               problems: list[str], texts_later: list[int]) -> None:
+    """The batches of `drain`: fetch, store with the folder's progress, route, then the after-fetch action."""
     for start in range(0, len(uids), batch_size):
         if stop is not None and stop.is_set():
             break
@@ -142,7 +158,7 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
         report.duplicates += sum(s.duplicate for s in stored)
         report.last_uid = batch[-1]
         if route:
-            report.routed += _route(engine, stored)
+            report.routed += _route(engine, stored, texts_later)
         try:
             with imap_stage("flag" if after.action == "seen" else after.action):
                 after_fetch.apply(client, got, after)
@@ -151,7 +167,6 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
                 raise  # the connection is gone
             # e.g. the move target is missing: the mail is stored anyway, and not fetched again
             problems.append(f"stored, but could not {after.action} UIDs {got[0]}-{got[-1]}: {err.cause}")
-    return problems
 
 
 def describe(server: ImapServer, exc: BaseException, stage: str) -> str:

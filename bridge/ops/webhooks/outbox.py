@@ -14,6 +14,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
 from bridge.json_views import inbound_json, log_json
+from bridge.memo import remembered
 from models import InboundMessage, OutboundMessage, Webhook, WebhookDelivery, utcnow
 
 _HOOKS = Webhook.__table__
@@ -51,7 +52,7 @@ def emit(session: Session, event_type: str, data: dict[str, object] | Callable[[
     """
     if event_type not in EVENTS:
         raise ValueError(f"unknown webhook event {event_type!r}")
-    hook_ids = _subscribers(session, event_type)
+    hook_ids = remembered(session, ("webhooks", event_type), lambda: _subscribers(session, event_type))
     if not hook_ids:
         return None
     now = utcnow()
