@@ -1,6 +1,6 @@
 """What routing a stored message costs, and that it does not grow with the database (pytest -m benchmark).
 
-A thousand fresh messages, mixed as real mail comes (numbered replies, replies in a thread we started,
+Two thousand fresh messages, mixed as real mail comes (numbered replies, replies in a thread we started,
 mail for no one, auto-replies), are routed by the routing process's own call (`finish_unrouted`) with
 1,000 messages stored, then again with 1,000,000 stored. Routing here is everything from the stored raw
 bytes to the committed decision: parse, classify, route, and the steps after routing (the forward to the
@@ -28,7 +28,7 @@ from tests.helpers.bridge import Bridge
 
 pytestmark = pytest.mark.benchmark
 
-FRESH, SMALL, LARGE = 1_000, 1_000, 1_000_000
+FRESH, SMALL, LARGE = 2_000, 1_000, 1_000_000
 GOAL_MS, GOAL_GROWTH = 1.0, 1.2
 THREADS = 200  # conversations with a message we sent, for thread replies to find
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -81,14 +81,16 @@ def _fill(engine: Engine, upto: int) -> None:
                  "route_attempts": 0} for i in range(start, min(upto, start + 20_000))]
         with engine.begin() as conn:
             conn.execute(insert(InboundMessage), rows)
+    with engine.connect() as conn:  # the set-up's own write-ahead log is not the routing's to write back
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def _route_fresh(engine: Engine, round_: str) -> tuple[list[float], float]:
+def _route_fresh(engine: Engine, round_: str, count: int = FRESH) -> tuple[list[float], float]:
     """Store FRESH messages, then route them as the routing process does (the reply texts after, once nothing
     waits); ms a message per pass, and ms a message for reading the reply texts."""
     raw_store.store_many(engine, [raw_store.Incoming(_fresh(n, round_), "smtp")
-                                  for n in range(FRESH)])
-    costs, left, texts_later = [], FRESH, []
+                                  for n in range(count)])
+    costs, left, texts_later = [], count, []
     while left:
         started = time.perf_counter()
         done = pipeline.finish_unrouted(engine, limit=pipeline.BATCH, texts_later=texts_later)
@@ -96,14 +98,14 @@ def _route_fresh(engine: Engine, round_: str) -> tuple[list[float], float]:
         left -= done
     started = time.perf_counter()
     pipeline.fill_reply_texts(engine, texts_later)
-    return costs, (time.perf_counter() - started) * 1000 / FRESH
+    return costs, (time.perf_counter() - started) * 1000 / count
 
 
 def test_routing_costs_under_a_millisecond_and_does_not_grow_with_the_database(lite_bridge: Bridge) -> None:
     engine = lite_bridge.engine()
     _threads(engine)
+    _route_fresh(engine, "warm", 200)  # imports, caches and the first pages of the indexes
     _fill(engine, SMALL)
-    _route_fresh(engine, "warm")  # imports, caches and the first pages of the indexes
     small_costs, texts = _route_fresh(engine, "small")
     small = statistics.median(small_costs)
     started = time.perf_counter()
@@ -113,7 +115,8 @@ def test_routing_costs_under_a_millisecond_and_does_not_grow_with_the_database(l
     with engine.connect() as conn:
         routes = dict(conn.execute(select(InboundMessage.route, func.count()).where(
             InboundMessage.message_id.like("<large-%")).group_by(InboundMessage.route)).all())
-    assert routes == {"employee": 800, "unassigned": 200}, routes  # numbered, thread and auto: 1042
+    # numbered, thread and auto: 1042; the others Unassigned
+    assert routes == {"employee": FRESH * 8 // 10, "unassigned": FRESH * 2 // 10}, routes
     growth = large / small
     print(f"\nrouting: {small:.2f} ms a message with {SMALL:,} stored, {large:.2f} ms with {LARGE:,} stored "
           f"({growth:.2f}x); the reply texts, read after routing: {texts:.2f} ms a message; filling took "
