@@ -1,9 +1,10 @@
 """The routing process of `serve`: routes stored messages soon after they arrive, in its own process.
 
 Parsing, classifying and routing cost several times what receiving does; in the receiver's
-process they would compete with its event loop for the interpreter lock. Routing comes first: the reply
-texts of what it routed are read (pipeline.fill_reply_texts) once nothing waits to be routed. Here they run beside it,
-and `pipeline.process` claims each row, so this process and the worker never route one message twice.
+process they would compete with its event loop for the interpreter lock. Here they run beside it, a
+batch at a time (pipeline.route_batch claims its rows, so this process and the worker never route one
+message twice). Routing comes first: the reply texts of what was routed are read
+(pipeline.fill_reply_texts) once nothing waits to be routed.
 
 The parent stops it by closing its end of a pipe: the child sees end-of-file. That also stops the
 child when the parent dies, and a dead child cannot block the parent (a multiprocessing Event
