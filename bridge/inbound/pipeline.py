@@ -222,7 +222,7 @@ def finish_unrouted(engine: Engine, limit: int = 500, texts_later: list[int] | N
             .order_by(InboundMessage.id).limit(limit)).all()
     routed = 0
     for batch in batches(due):
-        ids = route_batch(engine, batch)
+        ids = _route_group(engine, batch)
         routed += len(ids)
         if texts_later is None:
             fill_reply_texts(engine, ids)
@@ -247,12 +247,20 @@ def batches(due: list[tuple[int, int]]) -> Iterator[list[int]]:
 
 
 def route_batch(engine: Engine, ids: list[int]) -> list[int]:
-    """Route several stored messages in two transactions instead of two each (a backlog's cost is mostly
-    the round trips and commits); returns the ids routed. Should the write fail, each is routed on its
-    own, so one message's failure is counted on it alone and never holds up the others. The reply texts
-    are left to `fill_reply_texts`."""
+    """Route several stored messages in two transactions a group (`batches`) instead of two each (a backlog's
+    cost is mostly the round trips and commits); returns the ids routed. Should a group's write fail, each
+    of it is routed on its own, so one message's failure is counted on it alone and never holds up the
+    others. The reply texts are left to `fill_reply_texts`."""
     if not ids:
         return []
+    with session_scope(engine) as session:
+        due = session.exec(select(InboundMessage.id, InboundMessage.size).where(InboundMessage.id.in_(ids))
+                           .order_by(InboundMessage.id)).all()
+    return [routed for batch in batches(due) for routed in _route_group(engine, batch)]
+
+
+def _route_group(engine: Engine, ids: list[int]) -> list[int]:
+    """One group of `batches`: together, or one by one should that fail."""
     try:
         return _route_together(engine, ids)
     except Exception:  # noqa: BLE001 - one by one: the failing message is found, counted and backed off
