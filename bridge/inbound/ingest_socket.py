@@ -21,6 +21,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from models.url import database_url, sqlite_file
 
@@ -65,9 +66,9 @@ def pass_on(raws: list[bytes], timeout: float = TIMEOUT_S) -> list[Passed] | Non
         return None
 
 
-def _one(sock: socket.socket, answers: object, raw: bytes) -> Passed:
+def _one(sock: socket.socket, answers: BinaryIO, raw: bytes) -> Passed:
     sock.sendall(VERB + b" %d\n" % len(raw) + raw)
-    line = answers.readline(1000).decode("utf-8", "replace").strip()  # type: ignore[attr-defined]
+    line = answers.readline(1000).decode("utf-8", "replace").strip()
     code, _, rest = line.partition(" ")
     if code == "250":
         number, _, kind = rest.partition(" ")
