@@ -7,8 +7,8 @@ bytes to the committed decision: parse, classify, route, and the steps after rou
 recruiter queued, the webhook event). The reply text, which the routing process reads after routing once
 nothing waits to be routed, is timed apart and printed beside. The cost of a message is the time of a
 routing pass divided by the messages it routed; the median over the passes is the figure. Goals, the
-issue's: at most 1 ms, and at 1,000,000 stored at most 1.2x the cost at 1,000. SQLite, the default
-database; PostgreSQL is not measured here yet.
+issue's: at most 1 ms, and at 1,000,000 stored at most 1.2x the cost at 1,000; on SQLite and on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -81,8 +81,11 @@ def _fill(engine: Engine, upto: int) -> None:
                  "route_attempts": 0} for i in range(start, min(upto, start + 20_000))]
         with engine.begin() as conn:
             conn.execute(insert(InboundMessage), rows)
-    with engine.connect() as conn:  # the set-up's own write-ahead log is not the routing's to write back
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    # the set-up's own write-ahead log is not the routing's to write back, nor PostgreSQL's first look at
+    # a table grown by a million rows (autovacuum would ANALYZE it soon after)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)" if engine.dialect.name == "sqlite"
+                             else "VACUUM ANALYZE inbound_message")
 
 
 def _route_fresh(engine: Engine, round_: str, count: int = FRESH) -> tuple[list[float], float]:
@@ -101,8 +104,9 @@ def _route_fresh(engine: Engine, round_: str, count: int = FRESH) -> tuple[list[
     return costs, (time.perf_counter() - started) * 1000 / count
 
 
-def test_routing_costs_under_a_millisecond_and_does_not_grow_with_the_database(lite_bridge: Bridge) -> None:
-    engine = lite_bridge.engine()
+def test_routing_costs_under_a_millisecond_and_does_not_grow_with_the_database(bridge: Bridge) -> None:
+    engine = bridge.engine()
+    database = "SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL"
     _threads(engine)
     _route_fresh(engine, "warm", 200)  # imports, caches and the first pages of the indexes
     _fill(engine, SMALL)
@@ -118,12 +122,13 @@ def test_routing_costs_under_a_millisecond_and_does_not_grow_with_the_database(l
     # numbered, thread and auto: 1042; the others Unassigned
     assert routes == {"employee": FRESH * 8 // 10, "unassigned": FRESH * 2 // 10}, routes
     growth = large / small
-    print(f"\nrouting: {small:.2f} ms a message with {SMALL:,} stored, {large:.2f} ms with {LARGE:,} stored "
-          f"({growth:.2f}x); the reply texts, read after routing: {texts:.2f} ms a message; filling took "
-          f"{filled_s:.0f} s")
-    met_cost = table.record("routing cost, a message (parse, classify, route, steps after routing), SQLite",
+    print(f"\nrouting on {database}: {small:.2f} ms a message with {SMALL:,} stored, {large:.2f} ms with "
+          f"{LARGE:,} stored ({growth:.2f}x); the reply texts, read after routing: {texts:.2f} ms a message; "
+          f"filling took {filled_s:.0f} s")
+    met_cost = table.record(f"routing cost, a message (parse, classify, route, steps after routing), {database}",
                             "", f"{small:.2f} ms median (the reply text, read after: {texts:.2f} ms)", "",
                             f"<= {GOAL_MS:g} ms", small <= GOAL_MS)
-    met_growth = table.record(f"routing cost with {LARGE:,} stored", f"the same with {SMALL:,} stored: {small:.2f} ms",
-                              f"{large:.2f} ms", f"{growth:.2f}x", f"<= {GOAL_GROWTH}x", growth <= GOAL_GROWTH)
+    met_growth = table.record(f"routing cost with {LARGE:,} stored, {database}",
+                              f"the same with {SMALL:,} stored: {small:.2f} ms", f"{large:.2f} ms", f"{growth:.2f}x",
+                              f"<= {GOAL_GROWTH}x", growth <= GOAL_GROWTH)
     assert met_cost and met_growth
