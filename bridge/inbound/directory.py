@@ -1,7 +1,7 @@
 """The router's look-ups (routing.router.Directory), answered from the database.
 
-One directory serves a batch of messages routed together (bridge.inbound.pipeline.route_batch): the
-employees and the aliases' own addresses, read by every message, are read once per batch.
+The employees and the aliases' own addresses, read by every message, are read once per batch where the
+session remembers (bridge.memo: the read of a batch routed together, bridge.inbound.pipeline.route_batch).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, bindparam
 from sqlmodel import Session, select
 
+from bridge.memo import remembered
 from models import Alias, Candidate, Conversation, Employee, InboundMessage, OutboundMessage
 from routing.router import ConversationRef, EmployeeRef
 
@@ -35,8 +36,6 @@ _BY_MESSAGE_ID = [  # what we sent first, then what we received, in a conversati
 class DatabaseDirectory:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._employees: dict[int, EmployeeRef | None] = {}
-        self._own: frozenset[str] | None = None
 
     def _refs(self, query: Select, **params: object) -> list[ConversationRef]:
         return [ConversationRef(*row) for row in self.session.connection().execute(query, params)]
@@ -61,15 +60,15 @@ class DatabaseDirectory:
         return self._ref(self.session.exec(select(Conversation.id).where(Conversation.thread_index == root)).first())
 
     def employee(self, number: int) -> EmployeeRef | None:
-        if number not in self._employees:
+        def read() -> EmployeeRef | None:
             row = self.session.exec(select(Employee.number, Employee.active).where(Employee.number == number)).first()
-            self._employees[number] = EmployeeRef(*row) if row else None
-        return self._employees[number]
+            return EmployeeRef(*row) if row else None
+        return remembered(self.session, ("employee_ref", number), read)
 
     def sender_conversations(self, email: str) -> list[ConversationRef]:
         return self._refs(_BY_SENDER, email=email.lower())
 
     def is_own_address(self, email: str) -> bool:
-        if self._own is None:
-            self._own = frozenset(a.lower() for a in self.session.exec(select(Alias.from_address)) if a)
-        return email.lower() in self._own
+        own = remembered(self.session, "own_addresses", lambda: frozenset(
+            a.lower() for a in self.session.exec(select(Alias.from_address)) if a))
+        return email.lower() in own

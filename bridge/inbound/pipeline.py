@@ -48,15 +48,14 @@ class Outcome:
     decision: Decision
 
 
-def decide(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None,
-           directory: DatabaseDirectory | None = None) -> Outcome:
+def decide(session: Session, row: InboundMessage, settings: portal.PortalSettings | None = None) -> Outcome:
     """Steps 2-4: parse, classify, route. No writes: `ingest --dry-run --explain` uses it too."""
     parsed = parse(row.raw)
     classification = classify(parsed.message, row.envelope_from)
     envelope = Envelope(row.envelope_from, tuple(json.loads(row.envelope_to or "[]")))
     settings = settings or portal.load(session)
-    decision = route(parsed.headers, envelope, classification, directory or DatabaseDirectory(session),
-                     settings.numbered(), crypto.signing_key("message-id"))
+    decision = route(parsed.headers, envelope, classification, DatabaseDirectory(session), settings.numbered(),
+                     crypto.signing_key("message-id"))
     if parsed.unreadable is not None and decision.route != "bounce":  # a person looks before anyone gets it
         decision = Decision("unassigned", "unreadable", f"could not be read in full: {parsed.unreadable}; "
                             f"its headers alone say: {decision.reason}")
@@ -105,12 +104,11 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         return session.get(InboundMessage, inbound_id)
 
 
-def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings,
-          directory: DatabaseDirectory | None = None) -> tuple[Outcome, bool]:
+def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings) -> tuple[Outcome, bool]:
     """The outcome and whether it is our probe. A message that cannot be read or routed goes to Unassigned
     with the reason; a database failure raises (the message is tried again)."""
     try:
-        outcome = decide(session, row, settings, directory)
+        outcome = decide(session, row, settings)
         return outcome, is_probe(outcome.parsed.headers, crypto.signing_key("message-id"))
     except SQLAlchemyError:
         raise
@@ -275,8 +273,8 @@ def _route_together(engine: Engine, ids: list[int]) -> list[int]:
         settings = portal.load(session)
         rows = session.exec(select(InboundMessage).where(InboundMessage.id.in_(ids),
                                                          InboundMessage.routed_at.is_(None))).all()
-        directory = DatabaseDirectory(session)
-        read = {row.id: _read(session, row, settings, directory) for row in rows}
+        remember_in(session)  # the directory's employees and own addresses, read once (bridge.memo)
+        read = {row.id: _read(session, row, settings) for row in rows}
     if not read:
         return []
     with session_scope(engine) as session:

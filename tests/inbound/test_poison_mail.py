@@ -116,11 +116,10 @@ def test_a_failing_message_is_retried_with_backoff_then_routed_to_unassigned(
     poison, good = _store(bridge, 1), _store(bridge, 2)
     real = pipeline.decide
 
-    def failing(session: Session, row: InboundMessage, settings: object = None,
-                directory: object = None) -> pipeline.Outcome:
+    def failing(session: Session, row: InboundMessage, settings: object = None) -> pipeline.Outcome:
         if row.id == poison:
             raise OperationalError("SELECT ...", {}, Exception("could not serialize access"))
-        return real(session, row, settings, directory)
+        return real(session, row, settings)
 
     monkeypatch.setattr(pipeline, "decide", failing)
     assert pipeline.finish_unrouted(bridge.engine()) == 1  # routed: the good one; the poison failed
@@ -152,11 +151,10 @@ def test_poison_messages_do_not_stop_the_ones_behind_them(lite_bridge: Bridge,
     good = _store(lite_bridge, 9)
     real = pipeline.decide
 
-    def failing(session: Session, row: InboundMessage, settings: object = None,
-                directory: object = None) -> pipeline.Outcome:
+    def failing(session: Session, row: InboundMessage, settings: object = None) -> pipeline.Outcome:
         if row.id in poisoned:
             raise RuntimeError("a bug that fails every time")
-        return real(session, row, settings, directory)
+        return real(session, row, settings)
 
     monkeypatch.setattr(pipeline, "decide", failing)
     pipeline.finish_unrouted(lite_bridge.engine(), limit=3)  # the oldest three, all failing
