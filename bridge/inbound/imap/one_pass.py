@@ -115,8 +115,9 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
     pop_new_mail(client)  # SELECT's own EXISTS; anything later is news
     uidvalidity = int(selected[b"UIDVALIDITY"])
     with session_scope(engine) as session:
-        known_validity, last_uid = session.exec(select(ImapFolderState.uidvalidity, ImapFolderState.last_uid)
-                                                .where(ImapFolderState.id == state_id)).one()
+        known_validity, last_uid, known_waiting = session.exec(
+            select(ImapFolderState.uidvalidity, ImapFolderState.last_uid, ImapFolderState.waiting)
+            .where(ImapFolderState.id == state_id)).one()
     if known_validity != uidvalidity:
         if known_validity is not None:
             log.warning("UIDVALIDITY of %s changed (%s -> %s): scanning it again", folder, known_validity,
@@ -126,7 +127,8 @@ def drain(engine: Engine, client: IMAPClient, folder: str, state_id: int, owner:
     report.uidvalidity, report.last_uid = uidvalidity, last_uid
     with imap_stage("search"):  # `UID n:*` always matches the highest UID even below n: keep only what is new
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
-    note_waiting(engine, state_id, owner, len(uids))
+    if len(uids) != known_waiting:  # a pass that finds nothing new, as most do, writes nothing here
+        note_waiting(engine, state_id, owner, len(uids))
     problems: list[str] = []
     texts_later: list[int] = []
     try:
