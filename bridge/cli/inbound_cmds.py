@@ -8,7 +8,7 @@ from sqlmodel import select
 from bridge import json_views
 from bridge.cli.common import db, emit_json, engine
 from bridge.inbound import triage
-from bridge.inbound.message_content import content_of
+from bridge.inbound.message_content import reply_text
 from models import Employee, InboundMessage
 
 
@@ -80,7 +80,7 @@ def unassigned_list(as_json: bool) -> None:
 def unassigned_show(inbound_id: int, as_json: bool) -> None:
     with db() as session:
         row = triage.get_inbound(session, inbound_id)
-        shown = {**json_views.inbound_json(session, row), "text": row.reply_text or content_of(row.raw).reply_text}
+        shown = {**json_views.inbound_json(session, row), "text": reply_text(row.reply_text, row.raw)}
     if as_json:
         emit_json(shown)
         return

@@ -29,7 +29,7 @@ from bridge.inbound.parse import decode, read_headers, too_complex
 from routing.reply_text import extract_reply, html_to_text
 
 __all__ = ["Attachment", "Headers", "MessageContent", "attachment", "content_of", "headers_of", "is_html_like",
-           "reply_references"]
+           "reply_references", "reply_text"]
 
 MAX_BODY_CHARS = 2_000_000  # as bridge.inbound.parse: more is not a person's message
 MAX_REFERENCES = 20  # References we carry on in a reply: the thread's start and its latest messages
@@ -94,6 +94,12 @@ class Headers:
     date: str
     message_id: str | None  # as the sender wrote it (In-Reply-To of our reply)
     references: tuple[str, ...]  # the sender's References, in order
+
+
+def reply_text(stored: str | None, raw: bytes) -> str:
+    """The stored reply text, or, before routing's reader has filled it in (bridge.inbound.pipeline.
+    fill_reply_texts) or where that failed, the one read from the raw bytes now."""
+    return stored or content_of(raw).reply_text
 
 
 def content_of(raw: bytes, *, images: bool = False, cid_url: Callable[[int], str] | None = None) -> MessageContent:

@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bridge.errors import NotFound
-from bridge.inbound.message_content import content_of
+from bridge.inbound.message_content import content_of, reply_text
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import render
@@ -77,7 +77,7 @@ def _thread(session: Session, conversation_id: int) -> list[Entry]:
                for m in session.exec(select(OutboundMessage).where(
                    OutboundMessage.conversation_id == conversation_id,
                    OutboundMessage.purpose.in_(THREAD_PURPOSES)))]
-    entries += [Entry(m.received_at, "received", m.subject or "", m.reply_text or content_of(m.raw).reply_text,
+    entries += [Entry(m.received_at, "received", m.subject or "", reply_text(m.reply_text, m.raw),
                       None, f"/messages/{m.id}")
                 for m in session.exec(select(InboundMessage).where(InboundMessage.conversation_id == conversation_id))]
     return sorted(entries, key=lambda e: e.at)

@@ -208,6 +208,8 @@ def test_a_backlog_routes_in_batches_with_the_same_decisions_and_reply_texts_aft
     assert [listed[i]["route"] for i in ids] == ["employee", "employee", "unassigned"] * 3
     assert [listed[i]["rule"] for i in ids[:2]] == ["numbered", "thread"]
     assert set(_reply_texts(bridge).values()) == {None}  # not read yet: routing needs no body
+    shown = json.loads(bridge.run("unassigned", "show", str(ids[2]), "--json").stdout)
+    assert shown["text"] == "Yes, Monday 2 works."  # meanwhile read from the raw bytes
     pipeline.fill_reply_texts(bridge.engine(), later)
     assert [_reply_texts(bridge)[i] for i in ids] == [f"Yes, Monday {n} works." for n in range(9)]
     with Session(bridge.engine()) as s:  # the forwards to the recruiter, one each
