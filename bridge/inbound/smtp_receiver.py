@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from bridge import portal
 from bridge.inbound import ingest_listener, ingest_socket, pipeline, raw_store
 from bridge.inbound.limits import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
+from bridge.inbound.smtp_session import ReceiverSession
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,10 @@ class Receiver(Controller):
                          server_hostname=None)
         self.ingest_path = config.ingest_path
         self._ingest_listener: asyncio.AbstractServer | None = None
+
+    def factory(self) -> SMTP:
+        """Each session is aiosmtpd's, reading DATA in bulk (bridge.inbound.smtp_session)."""
+        return ReceiverSession(self.handler, **self.SMTP_kwargs)
 
     def start(self) -> None:
         """Listen for SMTP, then for `ingest` on the same event loop (so they share the group commit).
