@@ -114,10 +114,29 @@ def read_headers(raw: bytes) -> Message:
 def dedup_key(raw: bytes) -> tuple[str, str | None]:
     """(key, Message-ID): the normalized Message-ID, else a hash of the bytes."""
     try:
-        mid = message_id_of(str(read_headers(raw).get("Message-ID")))
+        value = _plain_message_id(raw)
+        mid = message_id_of(str(read_headers(raw).get("Message-ID")) if value is _UNSURE else value)
     except Exception:  # noqa: BLE001
         mid = None
     return (mid, mid) if mid else ("sha256:" + hashlib.sha256(raw).hexdigest(), None)
+
+
+# A header block of ASCII "Name: value" lines and their continuations, up to the empty line: read the same by
+# the header parser and by a pattern. Anything else (8-bit, a stray CR, a line without a colon, an mbox From_
+# line, no empty line, a block past MAX_HEADER_BYTES) goes to the parser, where its own rules apply.
+_PLAIN_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[\t\x20-\x7e]*\r?\n(?:[ \t][\t\x20-\x7e]*\r?\n)*)+\r?\n")
+_MESSAGE_ID_FIELD = re.compile(rb"^message-id:[ \t]*(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_UNSURE = object()
+
+
+def _plain_message_id(raw: bytes) -> str | None | object:
+    """The first Message-ID field's value as the compat32 header parser gives it (folds kept, line ends
+    trimmed), read with two patterns instead of the parser; _UNSURE where the block is not plain."""
+    block = header_block(raw)
+    if len(block) > MAX_HEADER_BYTES or not _PLAIN_BLOCK.fullmatch(block):
+        return _UNSURE
+    field = _MESSAGE_ID_FIELD.search(block)
+    return field.group(1).rstrip(b"\r\n").decode("ascii") if field else None
 
 
 def content_fingerprint(raw: bytes) -> str:
