@@ -11,15 +11,17 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bridge.inbound.parse import content_fingerprint, dedup_key
 from bridge.input_checks import storable
 from models import InboundMessage, utcnow
-from models.db import session_scope
+from models.db import begin_write, session_scope
 
 
 @dataclass(frozen=True)
@@ -59,58 +61,76 @@ def store_many(engine: Engine, items: Iterable[Incoming],
 
 def _store(engine: Engine, items: list[Incoming], keys: list[tuple[str, str | None]],
            also: Callable[[Session], None] | None) -> list[Stored]:
-    """One SELECT for the keys already stored and one multi-row INSERT (ORM objects cost 0.5 ms each).
+    """One INSERT that skips the keys already stored and returns the new rows' ids: the whole cost of a
+    batch of new messages. Only a key met again (a copy, or another message under a known Message-ID)
+    takes the slower path of `_met_again`.
 
     A known Message-ID is a duplicate only with the same content (parse.content_fingerprint); a different
     message under it is stored apart, keyed by both, and routed to Unassigned with that reason. Contents are
     compared only when a Message-ID is met again, so a new message costs no fingerprint."""
     now = utcnow()
     with session_scope(engine) as session:
+        connection = session.connection()
+        begin_write(connection)  # first: on SQLite the write lock, before anything is read
         if also is not None:
-            also(session)  # first: on SQLite this takes the write lock before anything is read
-        found = _lookup(session, {key for key, _mid in keys})
-        rows: dict[str, dict[str, object]] = {}
-        final: list[str] = []
-        for item, (key, mid) in zip(items, keys, strict=True):
-            if mid and (key in found or key in rows):
-                fingerprint = content_fingerprint(item.raw)
-                if _stored_content(session, key, found, rows) != fingerprint:  # a message of its own, kept apart
-                    key = _apart(mid, fingerprint)
-                    found.update(_lookup(session, {key}))
-            final.append(key)
-            if key not in found and key not in rows:  # the table's column defaults fill the rest
-                rows[key] = {"dedup_key": key, "message_id": mid, "raw": item.raw,
-                             "size": len(item.raw), "source": item.source,
-                             "envelope_from": storable(item.envelope_from),
-                             "envelope_to": json.dumps([storable(a) for a in item.envelope_to]), "received_at": now}
-        ids = dict(found)
-        if rows:
-            session.execute(insert(InboundMessage.__table__), list(rows.values()))
-            ids.update(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
-                                    .where(InboundMessage.dedup_key.in_(list(rows)))).all())
-        fresh = set(rows)
+            also(session)
+        first: dict[str, int] = {}  # key -> the first item of the batch under it
+        for n, (key, _mid) in enumerate(keys):
+            first.setdefault(key, n)
+        new = _insert_new(connection, [_row(items[n], key, keys[n][1], now) for key, n in first.items()])
+        again = {key for n, (key, _mid) in enumerate(keys) if key not in new or first[key] != n}
+        known = _lookup(connection, again - set(new)) if again else {}
         stored = []
-        for key in final:
-            stored.append(Stored(ids[key], key not in fresh))
-            fresh.discard(key)  # a second copy in the same batch is a duplicate of the first
+        for n, (item, (key, mid)) in enumerate(zip(items, keys, strict=True)):
+            if key in new and first[key] == n:
+                stored.append(Stored(new[key], False))
+            else:
+                stored.append(_met_again(connection, item, key, mid, {**known, **new}, now))
         return stored
 
 
-def _lookup(session: Session, keys: set[str]) -> dict[str, int]:
+def _row(item: Incoming, key: str, mid: str | None, now: object) -> dict[str, object]:
+    """The INSERT's values; the table's column defaults fill the rest."""
+    return {"dedup_key": key, "message_id": mid, "raw": item.raw, "size": len(item.raw), "source": item.source,
+            "envelope_from": storable(item.envelope_from),
+            "envelope_to": json.dumps([storable(a) for a in item.envelope_to]), "received_at": now}
+
+
+def _insert_new(connection: Connection, rows: list[dict[str, object]]) -> dict[str, int]:
+    """Insert the rows whose key is not stored yet (ON CONFLICT DO NOTHING); their ids by key. SQLAlchemy
+    sends many rows per statement ("insertmanyvalues"), so a batch is one or a few round trips."""
+    if not rows:
+        return {}
+    table = InboundMessage.__table__
+    dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = (dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.dedup_key])
+                 .returning(table.c.dedup_key, table.c.id))
+    return dict(connection.execute(statement, rows).all())
+
+
+def _met_again(connection: Connection, item: Incoming, key: str, mid: str | None, ids: dict[str, int],
+               now: object) -> Stored:
+    """A key stored before (or earlier in this batch): the same message, or, under a known Message-ID
+    with other content, a message of its own stored apart."""
+    if not mid or _stored_content(connection, ids[key]) == (fingerprint := content_fingerprint(item.raw)):
+        return Stored(ids[key], True)
+    apart = f"{mid[:900]} {fingerprint}"
+    found = _lookup(connection, {apart})
+    if apart in found:
+        return Stored(found[apart], True)
+    return Stored(_insert_new(connection, [_row(item, apart, mid, now)])[apart], False)
+
+
+def _lookup(connection: Connection, keys: set[str]) -> dict[str, int]:
     """Stored rows' ids by dedup key."""
-    return dict(session.exec(select(InboundMessage.dedup_key, InboundMessage.id)
-                             .where(InboundMessage.dedup_key.in_(list(keys)))).all())
+    table = InboundMessage.__table__
+    return dict(connection.execute(select(table.c.dedup_key, table.c.id).where(table.c.dedup_key.in_(keys))).all())
 
 
-def _apart(mid: str, fingerprint: str) -> str:
-    return f"{mid[:900]} {fingerprint}"
-
-
-def _stored_content(session: Session, key: str, found: dict[str, int], rows: dict[str, dict[str, object]]) -> str:
-    """The content fingerprint of what is stored (or about to be) under `key`, from its raw bytes."""
-    if key in rows:
-        return content_fingerprint(rows[key]["raw"])  # type: ignore[arg-type]
-    return content_fingerprint(session.exec(select(InboundMessage.raw).where(InboundMessage.id == found[key])).one())
+def _stored_content(connection: Connection, row_id: int) -> str:
+    """The content fingerprint of a stored message, from its raw bytes."""
+    table = InboundMessage.__table__
+    return content_fingerprint(connection.execute(select(table.c.raw).where(table.c.id == row_id)).scalar_one())
 
 
 def store(engine: Engine, item: Incoming) -> Stored:
