@@ -34,6 +34,8 @@ ROOMS = {
     "bridge.ops": "ops",
     "bridge.web": "web",
     "bridge.ops.serve": "entry",  # starts everything, the web server included
+    "bridge.ops.services_process": "entry",  # (the web server's process)
+    "bridge.ops.web_server": "entry",
     "bridge.cli": "entry",
 }
 _BELOW = ["models", "routing", "base", "net", "records", "accounts", "outbound", "inbound", "checks", "ops",

@@ -178,7 +178,7 @@ def worker_cmd(once: bool, interval: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     eng = engine()
     if not once:
-        from bridge.ops.serve import run_worker_forever  # the scheduler loads only for a worker that keeps running
+        from bridge.ops.schedule import run_worker_forever  # the scheduler loads only for a worker that keeps running
         run_worker_forever(eng, interval)
         return
     polled = _poll_imap_once(eng)

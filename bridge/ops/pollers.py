@@ -34,8 +34,10 @@ class _Running:
 class Pollers:
     """One watcher per IMAP server with a poll folder, for as long as `stop` is not set."""
 
-    def __init__(self, engine: Engine, stop: threading.Event, rescan_s: float = RESCAN_S) -> None:
+    def __init__(self, engine: Engine, stop: threading.Event, rescan_s: float = RESCAN_S,
+                 owner_pid: int | None = None) -> None:
         self.engine, self.stop, self.rescan_s = engine, stop, rescan_s
+        self.owner_pid = owner_pid  # the process the leases name (folder_state.default_owner)
         self.running: dict[int, _Running] = {}
         self._thread = threading.Thread(target=self._run, name="rb-pollers", daemon=True)
 
@@ -73,7 +75,7 @@ class Pollers:
 
     def _start(self, server_id: int, name: str, setup: tuple[object, ...]) -> _Running:
         stop = threading.Event()
-        owner = f"{folder_state.default_owner()}:{server_id}"
+        owner = f"{folder_state.default_owner(self.owner_pid)}:{server_id}"
         thread = threading.Thread(target=watch.watch, args=(self.engine, server_id, owner, stop),
                                   name=f"rb-imap-{name}", daemon=True)
         thread.start()

@@ -34,10 +34,12 @@ class RunReport(SendReport):
 
 
 def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None,
-             deliver_webhooks: bool = True) -> RunReport:
+             deliver_webhooks: bool = True, route: bool = True) -> RunReport:
     """All work due now: stored messages not yet routed, the send queue, the Sent-folder appends, then
-    the webhooks (last, so the events of this run go out too; `serve` runs them in their own job)."""
-    routed = pipeline.finish_unrouted(engine)
+    the webhooks (last, so the events of this run go out too; `serve` runs them in their own job).
+    `route=False` where a routing process routes (`serve`): routing here would take the interpreter
+    from the SMTP receiver that shares it."""
+    routed = pipeline.finish_unrouted(engine) if route else 0
     report = RunReport()
     send_due(engine, progress, report)
     report.routed = routed

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from bridge import portal
 from bridge.errors import InputError
 from bridge.inbound.imap import one_pass
-from bridge.ops import serve
+from bridge.ops import schedule
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.error_reports.rules import PROBLEM, RECOVERED, STILL, Condition, decide, digest
 from models import AlertState, ImapServer, utcnow
@@ -204,7 +204,7 @@ def test_database_failure_is_mailed_from_memory_and_its_recovery_once(lite_bridg
     admin = smtp_peer("accept")
     wide_account(lite_bridge, admin)
     eng = lite_bridge.engine()
-    serve._safe_run(eng)  # a good run: remembers the settings and the account
+    schedule.safe_run(eng)  # a good run: remembers the settings and the account
     assert admin.received == []
     eng.dispose()
     db = tmp_path / "rb.db"
@@ -213,16 +213,16 @@ def test_database_failure_is_mailed_from_memory_and_its_recovery_once(lite_bridg
     for path in tmp_path.glob("rb.db*"):
         shutil.move(path, moved / path.name)
     db.mkdir()  # the database file cannot be opened now
-    serve._safe_run(eng)
-    serve._safe_run(eng)
+    schedule.safe_run(eng)
+    schedule.safe_run(eng)
     [report] = reports(admin)
     assert report["Subject"] == "replybridge: The database failed"
     assert "OperationalError" in report.get_content() and "SELECT" not in report.get_content()
     db.rmdir()
     for path in moved.iterdir():
         shutil.move(path, tmp_path / path.name)
-    serve._safe_run(eng)
-    serve._safe_run(eng)
+    schedule.safe_run(eng)
+    schedule.safe_run(eng)
     assert len(admin.received) == 2
     assert reports(admin)[1]["Subject"] == "replybridge: recovered: The database failed"
 

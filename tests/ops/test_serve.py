@@ -1,16 +1,21 @@
 """`serve` as a process: SQLite is for one process, so a second `serve` on the same file refuses to start
-and names the first; the lock goes with the process, so after a crash the next `serve` starts."""
+and names the first; the lock goes with the process, so after a crash the next `serve` starts; and a
+routing or services process that ends is started again while SMTP goes on."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import smtplib
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
+from tests.helpers.inbound import routed
+from tests.helpers.messages import reply
 from tests.servers.web import Served, free_port, start_serve, stop_serve
 
 
@@ -35,3 +40,31 @@ def test_after_a_crash_the_next_serve_starts(web: Served, tmp_path: Path) -> Non
         assert httpx.get(f"{again.base_url}/healthz", timeout=5).status_code == 200
     finally:
         stop_serve(again)
+
+
+def _pid_of(web: Served, line_start: str) -> int:
+    """The process `serve` named in its log line starting so (its last such line)."""
+    lines = [line for line in web.output().splitlines() if line_start in line]
+    return int(re.search(r"process (\d+)", lines[-1]).group(1))
+
+
+def test_a_routing_process_that_ends_is_started_again_and_routes(web: Served) -> None:
+    os.kill(_pid_of(web, "routing in process"), signal.SIGKILL)
+    web.wait_for(lambda: "the routing process ended" in web.output(), timeout=20, what="serve to notice")
+    with smtplib.SMTP("127.0.0.1", web.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("cand@example.org", ["jobs+1042@example.test"],
+                      reply("after@example.org", "cand@example.org", "jobs+1042@example.test").encode())
+    assert routed(web.bridge, 1, timeout=20)[0]["route"] == "employee"
+
+
+def test_a_services_process_that_ends_is_started_again(web: Served) -> None:
+    os.kill(_pid_of(web, "web pages and"), signal.SIGKILL)
+    web.wait_for(lambda: "the web pages and worker process ended" in web.output(), timeout=20, what="serve to notice")
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{web.base_url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    web.wait_for(answers, timeout=30, what="the pages to answer again")
+    assert web.proc.poll() is None  # serve itself never stopped: SMTP went on throughout

@@ -37,9 +37,10 @@ class LeaseLost(BridgeError):
     """Another poller holds the folder now (ours ran out): stop without recording progress."""
 
 
-def default_owner() -> str:
-    """A lease owner unique to this host, process and thread."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+def default_owner(pid: int | None = None) -> str:
+    """A lease owner unique to this host, process and thread. `pid`: the process to name instead of this
+    one, where this one is another's helper (`serve`'s services process names `serve`, the one admins see)."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{threading.get_ident()}"
 
 
 def load_server(engine: Engine, server_id: int) -> ImapServer | None:

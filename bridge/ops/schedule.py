@@ -1,0 +1,91 @@
+"""The worker and the webhook deliveries on an APScheduler interval: `serve`'s services process and
+`replybridge worker` both run them so.
+
+Each job runs alone (never two runs at once) and outlives its own failures: an error is logged and the
+next run tries again, as the queue keeps the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from bridge.errors import ConfigError
+from bridge.ops import worker
+from bridge.ops.error_reports import records, report_mail
+from bridge.ops.webhooks import dispatch
+
+log = logging.getLogger("replybridge.worker")
+WORKER_INTERVAL_S = 5.0
+
+
+def worker_interval() -> float:
+    """Seconds between worker runs: REPLYBRIDGE_WORKER_INTERVAL, default 5."""
+    value = os.environ.get("REPLYBRIDGE_WORKER_INTERVAL")
+    try:
+        return max(0.2, float(value)) if value else WORKER_INTERVAL_S
+    except ValueError:
+        raise ConfigError(f"REPLYBRIDGE_WORKER_INTERVAL={value!r} is not a number of seconds") from None
+
+
+def safe_run(eng: Engine, route: bool = True) -> None:
+    """One worker run; an error is logged and the next run tries again (the queue keeps the work).
+    `route=False` in `serve`, whose routing process routes."""
+    try:
+        report = worker.run_once(eng, deliver_webhooks=False, route=route)  # safe_deliver does them
+    except Exception as exc:  # noqa: BLE001 - the service must outlive one failed run
+        log.exception("worker run failed; retrying at the next interval")
+        if records.is_storage_failure(exc):  # error reports: mailed from memory, the database may be what failed
+            report_mail.storage_failed(eng, exc)
+        return
+    if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed or report.routed:
+        log.info("worker: routed %s, sent %s, deferred %s, undeliverable %s, not sent %s, filed %s", report.routed,
+                 report.sent, report.deferred, report.undeliverable, report.not_sent, report.filed)
+
+
+def safe_deliver(eng: Engine) -> None:
+    """One pass over the due webhook deliveries; an error is logged and the next pass tries again."""
+    try:
+        dispatch.deliver_due(eng)
+    except Exception:  # noqa: BLE001 - the service must outlive one failed pass
+        log.exception("webhook delivery pass failed; retrying at the next interval")
+
+
+def scheduler(eng: Engine, interval: float, route: bool = True) -> BackgroundScheduler:
+    """The worker's and the webhooks' jobs, each every `interval` seconds from now; not started."""
+    quiet_scheduler_logs()
+    jobs = BackgroundScheduler(timezone="UTC")
+    jobs.add_job(safe_run, "interval", seconds=interval, args=[eng, route], max_instances=1, coalesce=True,
+                 id="worker", next_run_time=dt.datetime.now(dt.UTC))
+    jobs.add_job(safe_deliver, "interval", seconds=interval, args=[eng], max_instances=1, coalesce=True,
+                 id="webhooks", next_run_time=dt.datetime.now(dt.UTC))
+    return jobs
+
+
+def quiet_scheduler_logs() -> None:
+    """APScheduler logs every run at INFO; the worker's own summary says what happened."""
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def until_signalled(stop: threading.Event) -> None:
+    """Wait for SIGINT or SIGTERM (or `stop` set by other means)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_worker_forever(eng: Engine, interval: float) -> None:
+    """`replybridge worker`: the worker alone, every `interval` seconds."""
+    stop = threading.Event()
+    jobs = scheduler(eng, interval)
+    jobs.start()
+    log.info("worker running every %.1f s; Ctrl-C stops", interval)
+    until_signalled(stop)
+    log.info("stopping")
+    jobs.shutdown(wait=True)
