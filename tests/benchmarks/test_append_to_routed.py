@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from models import InboundMessage
 from models.db import session_scope
+from tests.benchmarks import table
 from tests.helpers.bridge import Bridge
 from tests.helpers.inbound import mailbox
 from tests.helpers.messages import reply
@@ -61,4 +62,7 @@ def test_append_to_routed_p99_within_1_s(lite_bridge: Bridge, dovecot: Dovecot, 
     p50, p99, worst = statistics.median(latencies), latencies[int(N * 0.99) - 1], latencies[-1]
     print(f"\nAPPEND to routed over {N} replies: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
           f"max {worst * 1000:.0f} ms")
-    assert p99 <= GOAL_P99_S and worst <= GOAL_MAX_S
+    assert table.record(f"an MTA's APPEND to the watched folder until routed, {N} replies, `serve`", "",
+                        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {worst * 1000:.0f} ms", "",
+                        f"p99 <= {GOAL_P99_S:.0f} s, none over {GOAL_MAX_S:.0f} s",
+                        p99 <= GOAL_P99_S and worst <= GOAL_MAX_S)

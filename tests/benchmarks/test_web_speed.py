@@ -1,19 +1,18 @@
-"""The Unassigned messages page on a large database (pytest -m benchmark), SQLite and PostgreSQL.
+"""The Unassigned messages page and GET /api/v1/messages on a large database (pytest -m benchmark), SQLite
+and PostgreSQL.
 
-100,000 stored inbound messages of which 10,000 are open Unassigned ones, 5,000 candidates in
+1,000,000 stored inbound messages of which 10,000 are open Unassigned ones, 5,000 candidates in
 conversations with 21 employees and 5,000 sent messages, so that the page's suggestions do real
 look-ups (subjects, addresses, earlier assignments, domains). The page is requested through the
 ASGI application in-process, signed in, as a browser would: the first page and a deep one (via the
 "Older" cursor 9,000 rows down). The baselines are measured in the same run through the same
-client: GET /healthz (the cost of a request at all) and a bare SELECT of the same 50 rows. The goal
-is a median under 200 ms for the page; the figures are printed as ms and as ratios to the baselines.
+client: GET /healthz (the cost of a request at all) and a bare SELECT of the same 50 rows. The issue's
+goal: a 95th percentile of at most 200 ms for the page and for the API's list, on both databases;
+the figures are printed as ms and as ratios to the baselines, and added to the benchmarks' table.
 
 The page's row query must use ix_inbound_message_inbox (checked with EXPLAIN on the exact SQL the
 page ran). No index is added for this page.
 
-Measured on two cores shared with other test runs (load average about 9): first page / deep page
-43 / 46 ms on SQLite and 60 / 56 ms on PostgreSQL, 5-8x GET /healthz; most of it is the four
-suggestion look-ups and the template. The API's list of the same rows (no suggestions): 14 / 24 ms.
 """
 
 from __future__ import annotations
@@ -33,17 +32,18 @@ from sqlalchemy.engine import Engine
 from bridge.web.app import create_app
 from bridge.web.inbox import Cursor
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage
+from tests.benchmarks import table
 from tests.helpers.bridge import Bridge
 from tests.servers.web import PASSWORD
 
 pytestmark = pytest.mark.benchmark
 
-TOTAL, OPEN = 100_000, 10_000
+TOTAL, OPEN = 1_000_000, 10_000
 OTHER_UNASSIGNED = 5_000  # assigned by a person (the "earlier assignment" evidence) or dismissed
 CANDIDATES = OUTBOUND = 5_000
 EMPLOYEES = 20  # besides 1042
 DOMAINS = 400
-RUNS, WARM_UP = 25, 3
+RUNS, WARM_UP = 40, 3
 GOAL_MS = 200.0
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 RAW = ("From: {sender}\r\nTo: jobs@example.test\r\nSubject: {subject}\r\nMessage-ID: <{key}>\r\n"
@@ -88,7 +88,7 @@ def _fill(engine: Engine) -> None:
         for chunk in _chunks(outbound):
             conn.execute(insert(OutboundMessage), chunk)
 
-        inbound = []
+        inbound: list[dict] = []
         for i in range(TOTAL):
             received = NOW - dt.timedelta(seconds=rnd.randrange(365 * 86_400))
             if i < OPEN + OTHER_UNASSIGNED:
@@ -117,14 +117,18 @@ def _fill(engine: Engine) -> None:
                 "reason": "no rule matched: no thread, no numbered recipient, unknown sender",
                 "employee_id": employee_id, "flagged": False, "triage": triage, "routed_at": received,
                 "delivery": "none", "delivery_attempts": 0})
-        for chunk in _chunks(inbound):
-            conn.execute(insert(InboundMessage), chunk)
+            if len(inbound) == 5_000:  # a chunk at a time: a million rows at once would not fit in memory
+                conn.execute(insert(InboundMessage), inbound)
+                inbound = []
+        if inbound:
+            conn.execute(insert(InboundMessage), inbound)
     with engine.begin() as conn:  # what autovacuum does on PostgreSQL after such a load; SQLite as shipped
         if engine.dialect.name == "postgresql":
             conn.execute(text("ANALYZE"))
 
 
-def _median_ms(call: Callable[[], object]) -> float:
+def _p95_ms(call: Callable[[], object]) -> float:
+    """The 95th percentile of RUNS timed calls, after WARM_UP untimed ones."""
     for _ in range(WARM_UP):
         call()
     times = []
@@ -132,7 +136,7 @@ def _median_ms(call: Callable[[], object]) -> float:
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1_000)
-    return statistics.median(times)
+    return statistics.quantiles(times, n=20)[-1]
 
 
 def _signed_in(app_client: TestClient) -> None:
@@ -206,33 +210,35 @@ def test_unassigned_page_speed(bridge: Bridge) -> None:
             print(f"\n{engine.dialect.name} plan of {url.split('=')[0]}:\n{plan}")
             assert "ix_inbound_message_inbox" in plan
 
-        healthz_ms = _median_ms(lambda: client.get("/healthz"))
-        select_ms = _median_ms(bare_select)
-        first_ms = _median_ms(lambda: client.get("/unassigned"))
-        deep_ms = _median_ms(lambda: client.get(deep_url))
+        healthz_ms = _p95_ms(lambda: client.get("/healthz"))
+        select_ms = _p95_ms(bare_select)
+        first_ms = _p95_ms(lambda: client.get("/unassigned"))
+        deep_ms = _p95_ms(lambda: client.get(deep_url))
 
-        api_line = ""
-        token = bridge.run("token", "create", "bench", "--admin", ok=False)
-        probe = client.get("/api/v1/messages?route=unassigned",
-                           headers={"Authorization": f"Bearer {token.stdout.strip()}"})
-        if token.exit_code != 0 or probe.status_code == 404:
-            api_line = (f"\n  GET /api/v1/messages?route=unassigned: skipped, the API does not answer it here "
-                        f"(token create exited {token.exit_code}, the route answered {probe.status_code})")
-        else:
-            assert probe.status_code == 200, probe.text
-            assert len(probe.json()["items"]) == 50
-            headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
-            api_ms = _median_ms(lambda: client.get("/api/v1/messages?route=unassigned", headers=headers))
-            api_line = (f"\n  GET /api/v1/messages?route=unassigned {api_ms:6.1f} ms  "
-                        f"({api_ms / healthz_ms:.1f}x /healthz, {api_ms / select_ms:.1f}x the bare SELECT)")
+        token = bridge.run("token", "create", "bench", "--admin").stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        probe = client.get("/api/v1/messages?route=unassigned", headers=headers)
+        assert probe.status_code == 200 and len(probe.json()["items"]) == 50, probe.text
+        api_ms = _p95_ms(lambda: client.get("/api/v1/messages?route=unassigned", headers=headers))
+        api_line = (f"\n  GET /api/v1/messages?route=unassigned {api_ms:6.1f} ms  "
+                    f"({api_ms / healthz_ms:.1f}x /healthz, {api_ms / select_ms:.1f}x the bare SELECT)")
 
     print(f"\n{engine.dialect.name}: {TOTAL:,} inbound ({OPEN:,} open Unassigned), {CANDIDATES:,} candidates, "
-          f"{OUTBOUND:,} sent; loaded in {fill_s:.1f} s; medians of {RUNS}:"
+          f"{OUTBOUND:,} sent; loaded in {fill_s:.1f} s; 95th percentiles of {RUNS}:"
           f"\n  GET /healthz                  {healthz_ms:6.1f} ms"
           f"\n  bare SELECT of the 50 rows    {select_ms:6.1f} ms"
           f"\n  GET /unassigned (first page)  {first_ms:6.1f} ms  ({first_ms / healthz_ms:.1f}x /healthz, "
           f"{first_ms / select_ms:.1f}x the bare SELECT)"
           f"\n  GET /unassigned (9,000 down)  {deep_ms:6.1f} ms  ({deep_ms / healthz_ms:.1f}x /healthz, "
           f"{deep_ms / select_ms:.1f}x the bare SELECT){api_line}"
-          f"\n  goal: the page under {GOAL_MS:.0f} ms")
-    assert first_ms < GOAL_MS and deep_ms < GOAL_MS
+          f"\n  goal: at most {GOAL_MS:.0f} ms")
+    name = engine.dialect.name
+    where = f"{OPEN:,} open among {TOTAL:,} stored, {'SQLite' if name == 'sqlite' else 'PostgreSQL'}"
+    met = table.record(f"Unassigned page, p95, {where}", f"GET /healthz {healthz_ms:.1f} ms",
+                       f"first page {first_ms:.0f} ms, 9,000 down {deep_ms:.0f} ms",
+                       f"{max(first_ms, deep_ms) / healthz_ms:.1f}x /healthz", f"<= {GOAL_MS:.0f} ms",
+                       max(first_ms, deep_ms) <= GOAL_MS)
+    met &= table.record(f"`GET /api/v1/messages?route=unassigned`, p95, {where}", f"GET /healthz {healthz_ms:.1f} ms",
+                        f"{api_ms:.0f} ms", f"{api_ms / healthz_ms:.1f}x /healthz", f"<= {GOAL_MS:.0f} ms",
+                        api_ms <= GOAL_MS)
+    assert met
