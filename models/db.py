@@ -36,6 +36,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
     cur.close()
 
 
+def _no_checkpoints(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
 def begin_write(connection: Connection) -> None:
     """On SQLite, take the database's one write lock now (BEGIN IMMEDIATE), trying again every fraction of a
     millisecond while another process holds it; elsewhere nothing (PostgreSQL locks rows, not the database).
@@ -82,13 +86,19 @@ def private_sqlite_file(database: str | None) -> None:
                 file.chmod(0o600)
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """An engine for the URL; SQLite gets WAL and a busy timeout so workers can share it."""
+def make_engine(url: str | None = None, *, checkpoints: bool = True) -> Engine:
+    """An engine for the URL; SQLite gets WAL and a busy timeout so workers can share it.
+
+    `checkpoints=False`: on SQLite its commits never copy the write-ahead log back into the database
+    (wal_autocheckpoint=0), for `serve`'s receiver, whose sender waits on each commit; the routing
+    process, which commits after every batch it routes, does that copying instead."""
     url = url or database_url()
     if make_url(url).get_backend_name() == "sqlite":
         private_sqlite_file(make_url(url).database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if not checkpoints:
+            event.listen(engine, "connect", _no_checkpoints)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

@@ -25,6 +25,7 @@ from bridge.errors import ConfigError
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
 from bridge.ops.services_process import ServicesProcess
+from models.db import make_engine
 
 log = logging.getLogger("replybridge.serve")
 WATCH_S = 5.0  # how often the routing and services processes are checked on
@@ -61,7 +62,9 @@ def serve(eng: Engine) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     config = ReceiverConfig.from_env()
     router = router_process.RoutingProcess().start()
-    receiver = Receiver(eng, config, route_inline=False)
+    # its own engine: its commits leave the write-ahead log's copying to the routing process (models.db)
+    receiver = Receiver(make_engine(eng.url.render_as_string(hide_password=False), checkpoints=False), config,
+                        route_inline=False)
     services = ServicesProcess()
     try:
         receiver.start()
