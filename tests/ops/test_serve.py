@@ -42,9 +42,10 @@ def test_after_a_crash_the_next_serve_starts(web: Served, tmp_path: Path) -> Non
         stop_serve(again)
 
 
-def _pid_of(web: Served, line_start: str) -> int:
-    """The process `serve` named in its log line starting so (its last such line)."""
-    lines = [line for line in web.output().splitlines() if line_start in line]
+def _pid_of(web: Served, words: str) -> int:
+    """The process `serve` named in its last log line with `words` (the pages answer a moment before
+    `serve` has heard they are ready and logged it)."""
+    lines = web.wait_for(lambda: [line for line in web.output().splitlines() if words in line], what=words)
     return int(re.search(r"process (\d+)", lines[-1]).group(1))
 
 
