@@ -4,7 +4,8 @@
   of them for 100 KB, most of a bare server's time. Here it is read up to each ".\\r\\n" at once (a
   line that ends in a full stop costs one more read) and dot-stuffing is undone with one replace. The
   answers are aiosmtpd's own: 552 past the size limit and 500 for a line over 1,000 octets, each only
-  after the whole message has arrived (RFC 5321 4.2.5), so the session stays in step.
+  after the whole message has arrived (RFC 5321 4.2.5), so the session stays in step. (A message that
+  is both gets 552 here; aiosmtpd answers for whichever it met first.)
 - MAIL and RCPT: aiosmtpd reads every address with the email package's full RFC 5322 parser (and
   defines a class on each call). An address as senders write it, `<dot.atom@dot.atom>`, is read
   here with one pattern, to the same result; anything else still goes to aiosmtpd's parser.
