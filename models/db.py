@@ -95,7 +95,8 @@ def make_engine(url: str | None = None, *, checkpoints: bool = True) -> Engine:
     url = url or database_url()
     if make_url(url).get_backend_name() == "sqlite":
         private_sqlite_file(make_url(url).database)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                        "timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         if not checkpoints:
             event.listen(engine, "connect", _no_checkpoints)

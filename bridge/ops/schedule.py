@@ -73,11 +73,10 @@ def quiet_scheduler_logs() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def until_signalled(stop: threading.Event) -> None:
-    """Wait for SIGINT or SIGTERM (or `stop` set by other means)."""
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT or SIGTERM sets `stop`: the process ends its work cleanly instead of dying mid-way."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
 
 
 def run_worker_forever(eng: Engine, interval: float) -> None:
@@ -86,6 +85,7 @@ def run_worker_forever(eng: Engine, interval: float) -> None:
     jobs = scheduler(eng, interval)
     jobs.start()
     log.info("worker running every %.1f s; Ctrl-C stops", interval)
-    until_signalled(stop)
+    stop_on_signals(stop)
+    stop.wait()
     log.info("stopping")
     jobs.shutdown(wait=True)

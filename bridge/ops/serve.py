@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import signal
 import socket
 import threading
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Engine
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
+from bridge.ops import schedule
 from bridge.ops.services_process import ServicesProcess
 from models.db import make_engine
 
@@ -78,8 +78,7 @@ def serve(eng: Engine) -> None:
     log.info("web pages and API on %s; they and the worker in process %s", url, services.process.pid)
     log.info("worker every %.1f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", interval, watchers)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    schedule.stop_on_signals(stop)
     while not stop.wait(WATCH_S):
         router, services = _kept_running(router, services)
     log.info("stopping")
@@ -95,7 +94,7 @@ def _kept_running(router: router_process.RoutingProcess,
         log.error("the routing process ended (exit code %s); starting it again", router.process.exitcode)
         router = router_process.RoutingProcess().start()
         log.info("routing in process %s", router.process.pid)
-    if not services.alive():
+    if not services.process.is_alive():
         log.error("the web pages and worker process ended (exit code %s); starting it again",
                   services.process.exitcode)
         services = ServicesProcess()

@@ -83,9 +83,6 @@ class ServicesProcess:
             raise ConfigError(answer[1])
         return answer[1], answer[2], answer[3]
 
-    def alive(self) -> bool:
-        return self.process.is_alive()
-
     def stop(self, timeout: float = 30.0) -> None:
         self._conn.close()
         self.process.join(timeout)

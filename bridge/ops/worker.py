@@ -37,8 +37,8 @@ def run_once(engine: Engine, progress: Callable[[RunReport], None] | None = None
              deliver_webhooks: bool = True, route: bool = True) -> RunReport:
     """All work due now: stored messages not yet routed, the send queue, the Sent-folder appends, then
     the webhooks (last, so the events of this run go out too; `serve` runs them in their own job).
-    `route=False` where a routing process routes (`serve`): routing here would take the interpreter
-    from the SMTP receiver that shares it."""
+    `route=False` where a routing process routes (`serve`): it routes as messages arrive, so this run
+    would only contend with it for the same rows."""
     routed = pipeline.finish_unrouted(engine) if route else 0
     report = RunReport()
     send_due(engine, progress, report)
