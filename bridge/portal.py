@@ -79,6 +79,17 @@ def _on_off(value: str) -> str:
     raise InputError("this setting is `on` or `off`")
 
 
+def _days(key: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        if not value.isdigit() or not 1 <= int(value) <= 36_500:
+            raise InputError(f"{key} is a number of days from 1 to 36500, or empty to keep everything")
+        return str(int(value))
+    return check
+
+
 def _header_text(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise InputError("a mail header value cannot contain a line break")
@@ -139,7 +150,15 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "report_subject": ("replybridge: {condition}", _report_subject, "subject of error reports; {condition} names it"),
     "webhook_private_targets": ("off", _on_off, "`on`: webhooks may go to loopback and private addresses (never to "
                                 "link-local or cloud metadata ones)"),
+    "keep_inbound_days": ("", _days("keep_inbound_days"), "days to keep received mail (its bytes, fields and "
+                          "attachments) and the webhook events about it; empty: keep"),
+    "keep_mail_log_days": ("", _days("keep_mail_log_days"), "days to keep the Mail Log's entries with the bytes "
+                           "sent; empty: keep"),
+    "keep_dismissed_days": ("", _days("keep_dismissed_days"), "days to keep dismissed Unassigned messages after "
+                            "their dismissal; empty: keep (as other received mail)"),
+    "keep_audit_days": ("", _days("keep_audit_days"), "days to keep the audit log; empty: keep"),
 }
+RETENTION_KEYS = ("keep_inbound_days", "keep_mail_log_days", "keep_dismissed_days", "keep_audit_days")
 LIST_KEYS = {"reply_address_alternates", "accepted_domains", "trusted_authserv_ids"}
 
 
@@ -183,6 +202,11 @@ class PortalSettings:
     webhook_private_targets: bool = False
     test_recipient: str = ""
     acknowledge_unassigned: bool = False
+    # retention, in days (None: keep); bridge.privacy.retention applies them
+    keep_inbound_days: int | None = None
+    keep_mail_log_days: int | None = None
+    keep_dismissed_days: int | None = None
+    keep_audit_days: int | None = None
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -210,6 +234,7 @@ class PortalSettings:
             "webhook_private_targets": "on" if self.webhook_private_targets else "off",
             "test_recipient": self.test_recipient,
             "acknowledge_unassigned": "on" if self.acknowledge_unassigned else "off",
+            **{key: "" if getattr(self, key) is None else str(getattr(self, key)) for key in RETENTION_KEYS},
         }
 
 
@@ -236,4 +261,5 @@ def load(session: Session) -> PortalSettings:
         webhook_private_targets=raw["webhook_private_targets"] == "on",
         test_recipient=raw["test_recipient"],
         acknowledge_unassigned=raw["acknowledge_unassigned"] == "on",
+        **{key: int(raw[key]) if raw[key] else None for key in RETENTION_KEYS},
     )

@@ -15,17 +15,20 @@ if TYPE_CHECKING:
         AlertState,
         Alias,
         ApiToken,
+        AuditEvent,
         AuthThrottle,
         Candidate,
         Conversation,
         DeliveryAttempt,
         Employee,
+        ErasureReceipt,
         ImapFolderState,
         ImapServer,
         InboundMessage,
         OAuthClient,
         OAuthGrant,
         OutboundMessage,
+        RetentionTally,
         Setting,
         SmtpAccount,
         Webhook,
@@ -36,9 +39,10 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "AlertState", "Alias", "ApiToken", "AuthThrottle", "Candidate", "Conversation", "DeliveryAttempt", "Employee",
-    "ImapFolderState", "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant", "OutboundMessage", "Setting",
-    "SmtpAccount", "UNSENT_STATUSES", "Webhook", "WebhookDelivery", "WebSession", "aware", "utcnow",
+    "AlertState", "Alias", "ApiToken", "AuditEvent", "AuthThrottle", "Candidate", "Conversation", "DeliveryAttempt",
+    "Employee", "ErasureReceipt", "ImapFolderState", "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant",
+    "OutboundMessage", "RetentionTally", "Setting", "SmtpAccount", "UNSENT_STATUSES", "Webhook", "WebhookDelivery",
+    "WebSession", "aware", "utcnow",
 ]
 
 

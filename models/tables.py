@@ -135,6 +135,9 @@ class Candidate(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True)  # normalized: lower case
     name: str | None = None
+    # another address a person confirmed as this candidate's (a thread reply from a new address): the candidate
+    # it belongs to, so erasing or exporting one address covers the person's others
+    same_person_as: int | None = Field(default=None, foreign_key="candidate.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
 
 
@@ -234,6 +237,7 @@ class InboundMessage(SQLModel, table=True):
     in_reply_to: str | None = None
     references: str | None = None
     reply_text: str | None = None
+    attachment_names: str | None = None  # one per line, filled with the reply text (search reads them)
     parse_error: str | None = None
     kind: str | None = None  # reply | auto_reply | bounce
     route: str | None = Field(default=None, index=True)  # employee | unassigned | bounce
@@ -246,6 +250,7 @@ class InboundMessage(SQLModel, table=True):
     flagged: bool = False
     flag_reason: str | None = None
     triage: str | None = Field(default=None, index=True)  # open | assigned | dismissed (unassigned only)
+    triaged_at: dt.datetime | None = None  # when a person assigned or dismissed it (dismissed ones expire from it)
     routed_at: dt.datetime | None = Field(default=None, index=True)
     # delivery to the employee: none | queued (a forward in the outbound queue) | pending | delivered | failed
     delivery: str = Field(default="none", index=True)
@@ -369,3 +374,43 @@ class AlertState(SQLModel, table=True):
     reported_problem: bool = False  # a problem (or still-open) report about this occurrence went out
     recovered_at: dt.datetime | None = None
     recovery_reported: bool = False
+
+
+class AuditEvent(SQLModel, table=True):
+    """One action a person (or a token, or a command) took: who, when, what, on which record. Never
+    content: a message is named by its id, a candidate by a keyed hash of the address (bridge.audit)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=300)  # "employee 1042 (ana@example.com)", "token ats", "command (root)"
+    action: str = Field(max_length=64, index=True)  # assign, dismiss, erase, sign_in, settings ...
+    target: str | None = Field(default=None, max_length=300)  # "message 17", "smtp office", "candidate 3f2a…"
+    detail: str | None = None
+
+
+class RetentionTally(SQLModel, table=True):
+    """What the retention job removed, counted per day the records were made and per outcome: the Mail
+    Log's and the inbox's history still adds up after their content is gone."""
+
+    __tablename__ = "retention_tally"
+
+    day: dt.date = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=32)  # inbound | outbound | dismissed | webhook | audit
+    outcome: str = Field(primary_key=True, max_length=64)  # a route or a Mail Log status
+    count: int = 0
+
+
+class ErasureReceipt(SQLModel, table=True):
+    """Proof that one candidate's data was erased: who, when, what kinds and how many, never content.
+    The address is kept only as a keyed hash, so `candidate erase` can say it was done before."""
+
+    __tablename__ = "erasure_receipt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=300)
+    address_hash: str = Field(max_length=64, index=True)
+    counts: str = "{}"  # JSON: kind -> number removed
+    imap: str = "{}"  # JSON: "server/folder" -> copies deleted (empty without --from-imap)

@@ -31,6 +31,7 @@ ROOMS = {
     "bridge.outbound": "outbound",
     "bridge.inbound": "inbound",
     "bridge.checks": "checks",
+    "bridge.privacy": "privacy",
     "bridge.ops": "ops",
     "bridge.web": "web",
     "bridge.ops.serve": "entry",  # starts everything, the web server included
@@ -38,7 +39,7 @@ ROOMS = {
     "bridge.ops.web_server": "entry",
     "bridge.cli": "entry",
 }
-_BELOW = ["models", "routing", "base", "net", "records", "accounts", "outbound", "inbound", "checks", "ops",
+_BELOW = ["models", "routing", "base", "net", "records", "accounts", "outbound", "inbound", "checks", "privacy", "ops",
           "web", "entry"]
 MAY_IMPORT = {
     "models": set(),

@@ -12,6 +12,7 @@ import click
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
+from bridge import audit
 from bridge.errors import BridgeError, ConfigError
 from models.db import database_url, schema_is_current, session_scope, shared_engine
 
@@ -31,7 +32,9 @@ def engine() -> Engine:
 
 @contextmanager
 def db() -> Iterator[Session]:
+    """A session of the command: what it records in the audit log names the user who ran it."""
     with session_scope(engine()) as session:
+        audit.act_as(session, audit.command_actor())
         yield session
 
 

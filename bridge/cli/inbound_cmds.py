@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from sqlmodel import select
 
-from bridge import json_views
+from bridge import audit, json_views
 from bridge.cli.common import db, emit_json, engine
 from bridge.inbound import triage
 from bridge.inbound.message_content import reply_text
@@ -47,7 +47,7 @@ def messages_list(unassigned: bool, employee_number: int | None, limit: int, as_
 @click.argument("ids", nargs=-1, type=int, required=True)
 def messages_reroute(ids: tuple[int, ...]) -> None:
     """Route stored messages again, e.g. after adding an employee or fixing the reply address."""
-    rows = triage.reroute(engine(), list(ids))
+    rows = triage.reroute(engine(), list(ids), audit.command_actor())
     for row in rows:
         click.echo(f"#{row.id} -> {row.route}: {row.reason}")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from sqlmodel import Session
 
+from bridge import audit
 from bridge.accounts import web_sessions
 from bridge.web.deps import db
 from models import Employee, InboundMessage
@@ -82,7 +83,13 @@ def current_employee(request: Request, session: Session = Depends(db)) -> Employ
         request.session.pop("sid", None)
         raise SignInRequired()
     request.state.employee = SignedIn(employee.id, employee.number, employee.name, employee.email, employee.admin)
+    audit.act_as(session, employee_actor(employee))
     return employee
+
+
+def employee_actor(employee: Employee) -> str:
+    """How the audit log names a person acting on the pages."""
+    return f"employee {employee.number} ({employee.email})"
 
 
 def require_admin(employee: Employee = Depends(current_employee)) -> Employee:

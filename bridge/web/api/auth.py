@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from bridge import audit
 from bridge.accounts import api_tokens, attempts
 from bridge.accounts.api_tokens import Principal
 from bridge.web.auth import client_address
@@ -62,8 +63,11 @@ def _check(session: Session, token: str | None, address: str) -> Principal:
 
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
               session: Session = Depends(db)) -> Principal:
-    """Dependency of every route: who the request acts as."""
-    return _check(session, credentials.credentials if credentials else None, client_address(request))
+    """Dependency of every route: who the request acts as (and whom the audit log names)."""
+    found = _check(session, credentials.credentials if credentials else None, client_address(request))
+    audit.act_as(session, f"token {found.token_name}" + (f" (employee {found.employee.number})" if found.employee
+                                                          else " (admin)"))
+    return found
 
 
 def principal_of(request: Request) -> Principal:
