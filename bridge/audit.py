@@ -9,14 +9,15 @@ candidate by `candidate_ref`, a keyed hash of the address (the audit log outlive
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import hashlib
 import hmac
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bridge import crypto
-from models import AuditEvent
+from models import AuditEvent, aware
 
 ACTOR = "actor"  # the key in Session.info
 ACTIONS = ("sign_in", "sign_in_failed", "sign_out", "assign", "dismiss", "restore", "reroute", "confirm_sender",
@@ -47,3 +48,21 @@ def candidate_ref(address: str) -> str:
     installation's key, the same for the same address, which nobody can turn back into the address."""
     digest = hmac.new(crypto.signing_key("candidate-ref"), address.strip().lower().encode(), hashlib.sha256)
     return digest.hexdigest()
+
+
+def entries(session: Session, *, action: str | None = None, before: int | None = None, since: dt.datetime | None = None,
+            limit: int = 200) -> list[AuditEvent]:
+    """Newest first; `before` an entry id (paging), `since` a time."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    return list(session.exec(query))
+
+
+def entry_json(e: AuditEvent) -> dict[str, object]:
+    return {"id": e.id, "at": aware(e.at).isoformat(), "actor": e.actor, "action": e.action, "target": e.target,
+            "detail": e.detail}

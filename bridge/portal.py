@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
+from bridge import audit
 from bridge.errors import ConfigError, InputError
 from bridge.input_checks import check_address
 from models import Setting
@@ -174,11 +175,14 @@ def set_setting(session: Session, key: str, value: str) -> str:
     name = canonical_key(key)
     stored = KEYS[name][1](value)
     row = session.get(Setting, name)
+    before = row.value if row is not None else KEYS[name][0]
     if row is None:
         session.add(Setting(key=name, value=stored))
     else:
         row.value = stored
         session.add(row)
+    if stored != before:  # a settings form saves every key: only the changed ones are actions
+        audit.record(session, "settings", name, f"set to {stored[:200]!r}")
     return stored
 
 

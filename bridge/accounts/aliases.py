@@ -10,6 +10,7 @@ from typing import TypeVar
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from bridge import audit
 from bridge.accounts.employees import get_employee
 from bridge.accounts.imap_servers import get_imap
 from bridge.accounts.smtp_accounts import get_smtp
@@ -41,14 +42,18 @@ def add_alias(session: Session, *, employee_number: int, description: str, displ
               imap: str | None = None, is_default: bool = False, delay_ms: int = 0) -> Alias:
     fields = AliasFields(employee_number, description, display_name, from_address, reply_to, smtp, imap,
                          is_default, delay_ms)
-    return _save_alias(session, Alias(), fields)
+    alias = _save_alias(session, Alias(), fields)
+    audit.record(session, "account", f"alias {alias.description}", "added")
+    return alias
 
 
 def update_alias(session: Session, alias_id: int, fields: AliasFields) -> Alias:
     alias = session.get(Alias, alias_id)
     if alias is None:
         raise NotFound(f"no alias with id {alias_id}")
-    return _save_alias(session, alias, fields)
+    alias = _save_alias(session, alias, fields)
+    audit.record(session, "account", f"alias {alias.description}", "changed")
+    return alias
 
 
 def _found(field: str, lookup: Callable[[], T]) -> T:
@@ -106,6 +111,7 @@ def link_alias(session: Session, description: str, imap: str) -> Alias:
     alias = get_alias(session, description)
     alias.imap_server_id = get_imap(session, imap).id
     session.add(alias)
+    audit.record(session, "account", f"alias {alias.description}", f"linked to the IMAP server {imap}")
     return alias
 
 

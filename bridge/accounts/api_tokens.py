@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
+from bridge import audit
 from bridge.accounts import employees
 from bridge.errors import InputError, NotFound
 from models import ApiToken, Employee, aware, utcnow
@@ -59,6 +60,8 @@ def create(session: Session, name: str, *, employee_number: int | None = None, a
     token = PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=hash_token(token), employee_id=employee_id, admin=admin))
     session.flush()
+    audit.record(session, "token", f"token {name}",
+                 "created for every employee (admin)" if admin else f"created for employee {employee_number}")
     return token
 
 
@@ -67,6 +70,7 @@ def revoke(session: Session, name: str) -> None:
     if row is None:
         raise NotFound(f"no token named {name!r}")
     session.delete(row)
+    audit.record(session, "token", f"token {name}", "revoked")
 
 
 def token_json(row: ApiToken, employee_number: int | None) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from bridge import audit
 from bridge.accounts import web_sessions
 from bridge.accounts.validation import about, check_name
 from bridge.errors import FieldError, InputError, NotFound
@@ -25,6 +26,7 @@ def set_delivery(session: Session, number: int, mode: str) -> Employee:
     employee = get_employee(session, number)
     employee.delivery = _delivery(mode)
     session.add(employee)
+    audit.record(session, "account", f"employee {number}", f"hand-off set to {employee.delivery}")
     return employee
 
 
@@ -34,6 +36,7 @@ def set_active(session: Session, number: int, active: bool) -> Employee:
     session.add(employee)
     if not active:  # a cookie from before stays dead after a re-activation
         web_sessions.end_all(session, employee.id)
+    audit.record(session, "account", f"employee {number}", "activated" if active else "deactivated")
     return employee
 
 
@@ -43,14 +46,17 @@ def add_employee(session: Session, number: int, name: str, email: str, *, admin:
         raise FieldError("number", "employee number must be between 0 and 999999999")
     if session.exec(select(Employee).where(Employee.number == number)).first():
         raise FieldError("number", f"employee number {number} exists already")
-    employee = Employee(number=number, active=active)
-    return _save_employee(session, employee, name, email, admin, delivery)
+    employee = _save_employee(session, Employee(number=number, active=active), name, email, admin, delivery)
+    audit.record(session, "account", f"employee {number}", "added" + (" as an admin" if admin else ""))
+    return employee
 
 
 def update_employee(session: Session, number: int, *, name: str, email: str, admin: bool,
                     delivery: str) -> Employee:
     """Edit an employee; the number stays (it is in every numbered address already sent)."""
-    return _save_employee(session, get_employee(session, number), name, email, admin, delivery)
+    employee = _save_employee(session, get_employee(session, number), name, email, admin, delivery)
+    audit.record(session, "account", f"employee {number}", "changed" + (" (admin)" if admin else ""))
+    return employee
 
 
 def _save_employee(session: Session, employee: Employee, name: str, email: str, admin: bool,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from bridge import crypto
+from bridge import audit, crypto
 from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_with_oauth, unique_name, use_oauth
 from bridge.accounts.validation import about, check_name
 from bridge.errors import FieldError
@@ -60,6 +60,7 @@ def add_imap(session: Session, fields: ServerFields, *, sent_folder: str = "auto
     if oauth is not None:
         no_password_with_oauth(fields)
     server = _save_imap(session, ImapServer(), fields, sent_folder, poll_folder, poll_after, oauth is not None)
+    audit.record(session, "account", f"imap {server.name}", "added")
     return use_oauth(session, server, oauth, oauth_flow) if oauth is not None else server
 
 
@@ -67,7 +68,9 @@ def update_imap(session: Session, server_id: int, fields: ServerFields, *, sent_
                 poll_folder: str | None, poll_after: str) -> ImapServer:
     """Edit a server. No password (None) keeps the stored one. A running `serve` watches a changed poll
     folder within seconds (bridge.ops.pollers)."""
-    return _save_imap(session, imap_by_id(session, server_id), fields, sent_folder, poll_folder, poll_after)
+    server = _save_imap(session, imap_by_id(session, server_id), fields, sent_folder, poll_folder, poll_after)
+    audit.record(session, "account", f"imap {server.name}", "changed" + (", new password" if fields.password else ""))
+    return server
 
 
 def _save_imap(session: Session, server: ImapServer, fields: ServerFields, sent_folder: str,

@@ -6,6 +6,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session
 
+from bridge import audit
 from bridge.accounts import employees, web_sessions
 from bridge.errors import InputError
 from bridge.input_checks import refuse_line_breaks
@@ -29,6 +30,7 @@ def set_password(session: Session, number: int, password: str) -> Employee:
     employee.password_hash = _hasher.hash(check_strength(password))
     session.add(employee)
     web_sessions.end_all(session, employee.id)  # a new password signs every browser out
+    audit.record(session, "account", f"employee {number}", "new password")
     return employee
 
 

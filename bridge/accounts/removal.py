@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, select
 
+from bridge import audit
 from bridge.accounts.aliases import get_alias
 from bridge.accounts.imap_servers import get_imap
 from bridge.accounts.smtp_accounts import get_smtp
@@ -31,6 +32,7 @@ def remove_smtp(session: Session, name: str) -> None:
         raise InUse(f"the SMTP account {name!r} is the database-wide account and mail waits to go through it: make "
                     "another account the database-wide one first (replybridge smtp set NAME --default)")
     _forget(session, account)
+    audit.record(session, "account", f"smtp {account.name}", "removed")
 
 
 def remove_imap(session: Session, name: str) -> None:
@@ -40,6 +42,7 @@ def remove_imap(session: Session, name: str) -> None:
                        "--imap \"\")")
     session.exec(delete(ImapFolderState).where(ImapFolderState.imap_server_id == server.id))
     _forget(session, server)
+    audit.record(session, "account", f"imap {server.name}", "removed")
 
 
 def remove_alias(session: Session, description: str) -> None:
@@ -52,6 +55,7 @@ def remove_alias(session: Session, description: str) -> None:
     session.exec(update(OutboundMessage).where(OutboundMessage.alias_id == alias.id).values(alias_id=None))
     session.delete(alias)
     session.flush()
+    audit.record(session, "account", f"alias {alias.description}", "removed")
 
 
 def _forget(session: Session, account: SmtpAccount | ImapServer) -> None:

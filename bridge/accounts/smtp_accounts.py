@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from bridge import crypto
+from bridge import audit, crypto
 from bridge.accounts.servers import ServerFields, by_id, by_name, no_password_with_oauth, unique_name, use_oauth
 from bridge.accounts.validation import about, check_name
 from bridge.errors import InputError
@@ -21,6 +21,7 @@ def add_smtp(session: Session, fields: ServerFields, *, is_default: bool = False
         no_password_with_oauth(fields)
     account = _save_smtp(session, SmtpAccount(), fields, is_default, provider_files_sent)
     set_identity(session, account, from_name, from_address)
+    audit.record(session, "account", f"smtp {account.name}", "added")
     return use_oauth(session, account, oauth, oauth_flow) if oauth is not None else account
 
 
@@ -31,6 +32,8 @@ def update_smtp(session: Session, account_id: int, fields: ServerFields, *, is_d
     unchanged; without a username the stored password goes too (it could never be used). The sender
     identity: None keeps it, "" clears it."""
     account = _save_smtp(session, smtp_by_id(session, account_id), fields, is_default, provider_files_sent)
+    audit.record(session, "account", f"smtp {account.name}",
+                 "changed" + (", new password" if fields.password else ""))
     return set_identity(session, account, from_name, from_address)
 
 

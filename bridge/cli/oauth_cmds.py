@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from sqlmodel import select
 
+from bridge import audit
 from bridge.accounts.oauth import clients, providers
 from bridge.cli.common import db, emit_json, engine
 from bridge.errors import InputError
@@ -78,6 +79,8 @@ def oauth_login(kind: str, name: str, device: bool) -> None:
     click.echo(f"To sign in, open {code.verification_uri} and enter the code {code.user_code}")
     click.echo("Waiting for the approval (Ctrl-C stops) ...", err=True)
     flows.finish_device(eng, target, code)
+    with db() as session:
+        audit.record(session, "account", f"{kind} {name}", "signed in with OAuth")
     click.echo(f"Signed in: the {kind} account {name} now uses OAuth tokens")
 
 

@@ -7,7 +7,7 @@ import sys
 import click
 from sqlmodel import select
 
-from bridge import crypto, portal
+from bridge import audit, crypto, portal
 from bridge.accounts import aliases, employees, imap_servers, servers, smtp_accounts
 from bridge.checks import loop_probe
 from bridge.checks.connection_check import Report, check_imap, check_smtp
@@ -39,6 +39,7 @@ def init(reply_address: str | None, domains: tuple[str, ...]) -> None:
     eng = shared_engine()
     upgrade(eng)
     with session_scope(eng) as session:
+        audit.act_as(session, audit.command_actor())
         if reply_address:
             portal.set_setting(session, "reply_address", reply_address)
         if domains:

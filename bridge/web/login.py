@@ -9,7 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bridge.accounts import attempts, passwords
+from bridge import audit
+from bridge.accounts import attempts, passwords, web_sessions
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import render
@@ -57,16 +58,24 @@ def login(request: Request, email: str = Form(""), password: str = Form(""), nex
     employee = session.exec(select(Employee).where(func.lower(Employee.email) == email.strip().lower())
                             .order_by(Employee.active.desc())).first()
     if not passwords.verify(employee, password) or employee is None or not employee.active:
+        audit.act_as(session, f"address {auth.client_address(request)}")
+        audit.record(session, "sign_in_failed", f"email {email.strip().lower()[:200]}")
         return render(request, session, "login.html", {"next": _safe_next(next), "email": email, "error": WRONG},
                       status_code=401)
     attempts.succeeded(session, *keys)
     auth.sign_in(request, session, employee)
+    audit.act_as(session, auth.employee_actor(employee))
+    audit.record(session, "sign_in", f"employee {employee.number}", f"from {auth.client_address(request)}")
     session.commit()  # the session row exists before the browser follows the redirect
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout", dependencies=[Depends(auth.check_csrf)])
 def logout(request: Request, session: Session = Depends(db)) -> RedirectResponse:
+    employee = web_sessions.employee_of(session, request.session.get("sid"))
+    if employee is not None:
+        audit.act_as(session, auth.employee_actor(employee))
+        audit.record(session, "sign_out", f"employee {employee.number}")
     auth.sign_out(request, session)
     session.commit()
     return RedirectResponse("/login", status_code=303)

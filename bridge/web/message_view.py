@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
+from bridge import audit
 from bridge.accounts.aliases import aliases_of
 from bridge.errors import InputError, NotFound
 from bridge.inbound import triage
@@ -107,6 +108,7 @@ def download(message_id: int, index: int, session: Session = Depends(db),
 def raw_source(message_id: int, session: Session = Depends(db),
                _admin: Employee = Depends(auth.require_admin)) -> Response:
     row = triage.get_inbound(session, message_id)
+    audit.record(session, "view_raw", f"message {message_id}")
     return Response(row.raw, media_type="text/plain; charset=utf-8", headers={
         "Content-Disposition": content_disposition("inline", f"message-{row.id}.eml"),
         "X-Content-Type-Options": "nosniff", "Content-Security-Policy": DOWNLOAD_CSP})
@@ -186,6 +188,7 @@ def send_reply(request: Request, message_id: int, reply: str = Form(""), alias: 
                 conversation = session.get(Conversation, queued.conversation_id)
                 row.conversation_id, row.candidate_id = conversation.id, conversation.candidate_id
                 session.add(row)
+            audit.record(session, "send_reply", f"message {message_id}", f"Mail Log #{queued.id}")
             session.commit()
             note = f". It cannot be sent: {queued.last_reply}" if queued.status == "not_sent" else ""
             flash(request, f"Reply queued (Mail Log #{queued.id}){note}")

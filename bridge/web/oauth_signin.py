@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
+from bridge import audit
 from bridge.accounts import imap_servers, smtp_accounts
 from bridge.accounts.oauth import flows, providers
 from bridge.accounts.oauth.status import SignInState
@@ -114,5 +115,6 @@ def callback(request: Request, state: str = "", code: str = "", error: str = "",
     except (flows.SignInFailed, InputError) as err:
         flash(request, f"Not signed in: {err}")
         return RedirectResponse(back, status_code=303)
+    audit.record(session, "account", f"{kind} {name}", "signed in with OAuth")
     flash(request, f"Signed in: the {kind} account {name!r} now uses OAuth tokens")
     return RedirectResponse(back, status_code=303)

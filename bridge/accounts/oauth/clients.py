@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
-from bridge import crypto
+from bridge import audit, crypto
 from bridge.accounts.oauth import providers
 from bridge.errors import FieldError, InputError, NotFound
 from bridge.input_checks import refuse_line_breaks
@@ -60,6 +60,7 @@ def add_client(session: Session, name: str, provider: str, client_id: str | None
                          token_url=found.token_url, device_url=found.device_url)
     session.add(client)
     session.flush()
+    audit.record(session, "account", f"oauth client {name}", "added")
     return client
 
 

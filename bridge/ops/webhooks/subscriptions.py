@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from bridge import portal
+from bridge import audit, portal
 from bridge.crypto import encrypt
 from bridge.errors import InputError, NotFound
 from bridge.ops.webhooks.outbox import EVENTS, TEST_EVENT, new_event_id, payload_of
@@ -93,6 +93,7 @@ def add(session: Session, url: str, secret: str, events: Iterable[str] = ()) -> 
                    events=json.dumps(check_events(events)))
     session.add(hook)
     session.flush()
+    audit.record(session, "webhook", f"webhook {hook.id}", "added")
     return hook
 
 
@@ -108,6 +109,7 @@ def remove(session: Session, webhook_id: int) -> int:
     hook = get(session, webhook_id)
     gone = session.exec(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)).rowcount
     session.delete(hook)
+    audit.record(session, "webhook", f"webhook {webhook_id}", "removed")
     return gone
 
 

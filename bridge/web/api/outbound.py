@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from sqlmodel import Session, select
 
-from bridge import json_views
+from bridge import audit, json_views
 from bridge.accounts import aliases, employees
 from bridge.accounts.api_tokens import Principal
 from bridge.errors import BridgeError, NotFound
@@ -66,6 +66,8 @@ def _request(session: Session, p: Principal, body: OutboundIn) -> queue.Request:
              summary="Queue one message; the worker sends it (follow it in GET /outbound)")
 def send(body: OutboundIn, p: Principal = Depends(principal), session: Session = Depends(db)) -> dict[str, object]:
     message = queue.queue(session, _request(session, p, body))
+    if body.in_reply_to is not None:  # an answer to a received message, as the page's "Send reply"
+        audit.record(session, "send_reply", f"message {body.in_reply_to}", f"Mail Log #{message.id}")
     session.commit()
     return json_views.log_json(session, message)
 
