@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "webhook": ("webhook_cmds",),
     "oauth": ("oauth_cmds",),
     "audit": ("audit_cmds",),
+    "candidate": ("candidate_cmds",),
 }
 
 

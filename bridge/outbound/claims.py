@@ -141,20 +141,25 @@ def record_sent(engine: Engine, claimed: Claimed, code: int, text: str) -> None:
     reply = f"{code} {text}".strip()
     account = claimed.account.name if claimed.account else None
     with session_scope(engine) as session:
-        session.exec(update(OutboundMessage).where(OutboundMessage.id == claimed.id).values(
+        found = session.exec(update(OutboundMessage).where(OutboundMessage.id == claimed.id).values(
             attempts=claimed.attempts + 1, status="sent", sent_at=now, claimed_until=None, last_code=code,
             last_reply=reply, hint=None, smtp_account=account, sent_folder=claimed.copy_state,
-            sent_folder_next_at=now))
+            sent_folder_next_at=now)).rowcount
+        if not found:  # erased while in flight (bridge.privacy.erasure): nothing of it is recorded
+            return
         session.add(DeliveryAttempt(outbound_id=claimed.id, number=claimed.attempts + 1, at=now,
                                     smtp_account=account, outcome="sent", code=code, reply=reply))
         outbox.emit_outbound(session, "outbound.sent", claimed.id)
 
 
 def record_failure(engine: Engine, claimed: Claimed, failure: Failure, diagnosis: Diagnosis) -> str:
-    """Deferred with backoff while temporary and attempts remain, else undeliverable. Returns the status."""
+    """Deferred with backoff while temporary and attempts remain, else undeliverable. Returns the status
+    ("cancelled" when the message was erased while in flight)."""
     now = utcnow()
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claimed.id)
+        if message is None:  # erased while in flight: nothing left to retry
+            return "cancelled"
         delays = portal.load(session).retry_delays
         message.attempts += 1
         if diagnosis.temporary and message.attempts < MAX_ATTEMPTS:
@@ -190,6 +195,8 @@ def record_not_sent(engine: Engine, claimed: Claimed, reason: str | None = None,
     """No account (or no usable secret): the message waits as not_sent until queued again."""
     with session_scope(engine) as session:
         message = session.get(OutboundMessage, claimed.id)
+        if message is None:  # erased while in flight
+            return
         if reason is None:
             reason, hint = no_account(session, message)
         message.status, message.claimed_until = "not_sent", None

@@ -96,6 +96,8 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: claims.Claimed, report: S
 def _record_failure(engine: Engine, claimed: claims.Claimed, failure: Failure, diag: Diagnosis,
                     report: SendReport) -> None:
     status = claims.record_failure(engine, claimed, failure, diag)
+    if status == "cancelled":  # the message was erased meanwhile
+        return
     setattr(report, status, getattr(report, status) + 1)
     report.events.append(f"#{claimed.id} {status}: {failure.reply()}")
     report.accounts_failed[claimed.account.name] = f"{failure.reply()} (at {failure.stage})\nHint: {diag.hint}"

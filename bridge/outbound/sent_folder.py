@@ -89,6 +89,8 @@ def claim(engine: Engine) -> dict[int | None, list[Pending]]:
 def _record(engine: Engine, outbound_id: int, state: str, error: str | None = None) -> None:
     with session_scope(engine) as session:
         m = session.get(OutboundMessage, outbound_id)
+        if m is None:  # erased meanwhile (bridge.privacy.erasure)
+            return
         if state == "retry":
             if m.sent_folder_attempts >= MAX_APPEND_ATTEMPTS:
                 state = "failed"

@@ -57,6 +57,8 @@ def _claim(engine: Engine) -> dict[int | None, list[tuple[int, bool]]]:
 def _record(engine: Engine, inbound_id: int, ok: bool, error: str | None = None) -> None:
     with session_scope(engine) as session:
         row = session.get(InboundMessage, inbound_id)
+        if row is None:  # erased meanwhile (bridge.privacy.erasure)
+            return
         if ok:
             row.delivery, row.delivery_error = "delivered", None
         elif row.delivery_attempts >= MAX_ATTEMPTS:
@@ -106,6 +108,9 @@ def _deliver(engine: Engine, server_id: int | None, items: list[tuple[int, bool]
         for inbound_id, retry in items:
             with session_scope(engine) as session:
                 row = session.get(InboundMessage, inbound_id)
+                if row is None:  # erased since it was claimed: nothing to hand off
+                    finish(inbound_id, False)
+                    continue
                 raw, message_id, when = row.raw, row.message_id, row.received_at
             try:
                 append_once(client, "INBOX", message_id, raw, when, retry=retry)

@@ -24,7 +24,7 @@ from sqlmodel import select
 from bridge import leases, portal
 from bridge.crypto import decrypt
 from bridge.errors import ConfigError
-from bridge.ops.webhooks.outbox import TEST_EVENT
+from bridge.ops.webhooks.outbox import TEST_EVENT, blanked
 from bridge.ops.webhooks.targets import refusal
 from models import Webhook, WebhookDelivery, utcnow
 from models.db import session_scope
@@ -172,6 +172,8 @@ def record(engine: Engine, claimed: Claimed, outcome: Outcome) -> str:
                                  "last_error": outcome.error[:1000] if outcome.error else None}
     if outcome.delivered:
         values.update(status="delivered", delivered_at=now)
+        if (kept := blanked(claimed.event_type, claimed.payload)) is not None:  # nothing of an erased candidate stays
+            values.update(payload=kept)
     elif attempts >= MAX_ATTEMPTS or claimed.event_type == TEST_EVENT:
         values.update(status="failed")
     else:

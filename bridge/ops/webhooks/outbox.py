@@ -19,8 +19,12 @@ from models import InboundMessage, OutboundMessage, Webhook, WebhookDelivery, ut
 
 _HOOKS = Webhook.__table__
 
-EVENTS = ("message.routed", "message.assigned", "outbound.sent", "outbound.undeliverable")
+EVENTS = ("message.routed", "message.assigned", "outbound.sent", "outbound.undeliverable", "candidate.erased")
 TEST_EVENT = "webhook.test"  # `webhook test ID`: one try, to that webhook only
+# a candidate was erased (bridge.privacy.erasure): the ATS needs the address to erase on its side, so the
+# event carries it, and its stored payload is blanked once delivered (`blanked`)
+CANDIDATE_ERASED = "candidate.erased"
+BLANKED = "(blanked after delivery)"
 
 
 
@@ -61,6 +65,19 @@ def emit(session: Session, event_type: str, data: dict[str, object] | Callable[[
     session.add_all([WebhookDelivery(webhook_id=hook_id, event_id=event_id, event_type=event_type, payload=payload,
                                      next_attempt_at=now, created_at=now) for hook_id in hook_ids])
     return event_id
+
+
+def blanked(event_type: str, payload: str) -> str | None:
+    """The payload to keep once delivered when the event carried what must not stay (None: keep it as it is):
+    a `candidate.erased` event keeps its receipt id and counts, not the address."""
+    if event_type != CANDIDATE_ERASED:
+        return None
+    try:
+        body = json.loads(payload)
+        body["data"]["address"] = BLANKED
+    except (ValueError, TypeError, KeyError):
+        body = {"type": event_type, "data": {"address": BLANKED}}
+    return json.dumps(body, ensure_ascii=False)
 
 
 def emit_inbound(session: Session, event_type: str, row: InboundMessage) -> str | None:

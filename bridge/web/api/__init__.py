@@ -7,7 +7,7 @@ event loop. Every error is JSON (bridge.web.api.errors); /api/v1/openapi.json do
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from bridge.web.api import errors, messages, outbound
+from bridge.web.api import candidates, errors, messages, outbound
 
 DESCRIPTION = """Send and receive candidate mail from an applicant tracking system.
 
@@ -27,4 +27,5 @@ def create_api(engine: Engine) -> FastAPI:
     errors.install(api)
     api.include_router(messages.router)
     api.include_router(outbound.router)
+    api.include_router(candidates.router)
     return api

@@ -130,3 +130,17 @@ class OutboundIn(BaseModel):
         if (self.body is None) == (self.html is None):
             raise ValueError("give exactly one of body (plain text) or html")
         return self
+
+
+class ErasureOut(BaseModel):
+    """What an erasure removed (or a dry run would), by kind: never the address or any content."""
+
+    dry_run: bool
+    receipt_id: int | None = Field(description="the erasure receipt kept as proof; null for a dry run")
+    at: str = Field(description="ISO 8601, UTC")
+    counts: dict[str, int] = Field(description="records per kind: inbound, bounces, mail_log, forwards, cancelled "
+                                               "(messages that were still to go out), delivery_attempts, "
+                                               "conversations, candidates, webhook_deliveries, alerts_redacted")
+    imap: dict[str, int] = Field(description='copies deleted per "server/folder" (with from_imap)')
+    total: int
+    erased_before: int = Field(description="earlier erasure receipts for the same address")
