@@ -246,7 +246,8 @@ class InboundMessage(SQLModel, table=True):
     employee_id: int | None = Field(default=None, foreign_key="employee.id", index=True)
     candidate_id: int | None = Field(default=None, foreign_key="candidate.id")
     conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
-    outbound_id: int | None = Field(default=None, foreign_key="outbound_message.id")  # a bounce's original
+    # a bounce's original; indexed: removing a Mail Log entry (retention, erasure) looks for what points at it
+    outbound_id: int | None = Field(default=None, foreign_key="outbound_message.id", index=True)
     flagged: bool = False
     flag_reason: str | None = None
     triage: str | None = Field(default=None, index=True)  # open | assigned | dismissed (unassigned only)

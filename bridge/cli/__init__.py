@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "token": ("api_cmds",),
     "webhook": ("webhook_cmds",),
     "oauth": ("oauth_cmds",),
+    "retention": ("retention_cmds",),
     "audit": ("audit_cmds",),
     "candidate": ("candidate_cmds",),
 }

@@ -70,7 +70,8 @@ def settings_show(as_json: bool) -> None:
         click.echo(f"{key} = {shown}")
 
 
-@settings.command("set")
+# a value that starts with "-" (keep_inbound_days -3) is the value, refused by its own check, not an option
+@settings.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 def settings_set(key: str, value: str) -> None:

@@ -1,5 +1,5 @@
-"""The worker and the webhook deliveries on an APScheduler interval: `serve`'s services process and
-`replybridge worker` both run them so.
+"""The worker, the webhook deliveries and the daily retention run on an APScheduler interval: `serve`'s
+services process and `replybridge worker` both run them so.
 
 Each job runs alone (never two runs at once) and outlives its own failures: an error is logged and the
 next run tries again, as the queue keeps the work.
@@ -20,9 +20,12 @@ from bridge.errors import ConfigError
 from bridge.ops import worker
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
+from bridge.privacy import retention
 
 log = logging.getLogger("replybridge.worker")
 WORKER_INTERVAL_S = 5.0
+RETENTION_EVERY = dt.timedelta(days=1)
+RETENTION_FIRST_AFTER = dt.timedelta(minutes=5)  # not at once: a restart loop would run it each time
 
 
 def worker_interval() -> float:
@@ -57,14 +60,28 @@ def safe_deliver(eng: Engine) -> None:
         log.exception("webhook delivery pass failed; retrying at the next interval")
 
 
+def safe_retention(eng: Engine) -> None:
+    """The daily retention run (bridge.privacy.retention); an error is logged and tomorrow's run tries again."""
+    try:
+        report = retention.run(eng)
+    except Exception:  # noqa: BLE001 - the service must outlive one failed run
+        log.exception("retention run failed; trying again at the next run")
+        return
+    if report.removed:
+        log.info("retention removed: %s", report.summary())
+
+
 def scheduler(eng: Engine, interval: float, route: bool = True) -> BackgroundScheduler:
-    """The worker's and the webhooks' jobs, each every `interval` seconds from now; not started."""
+    """The worker's and the webhooks' jobs, each every `interval` seconds from now, and retention daily from
+    a few minutes on; not started."""
     quiet_scheduler_logs()
     jobs = BackgroundScheduler(timezone="UTC")
     jobs.add_job(safe_run, "interval", seconds=interval, args=[eng, route], max_instances=1, coalesce=True,
                  id="worker", next_run_time=dt.datetime.now(dt.UTC))
     jobs.add_job(safe_deliver, "interval", seconds=interval, args=[eng], max_instances=1, coalesce=True,
                  id="webhooks", next_run_time=dt.datetime.now(dt.UTC))
+    jobs.add_job(safe_retention, "interval", seconds=RETENTION_EVERY.total_seconds(), args=[eng], max_instances=1,
+                 coalesce=True, id="retention", next_run_time=dt.datetime.now(dt.UTC) + RETENTION_FIRST_AFTER)
     return jobs
 
 

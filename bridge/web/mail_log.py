@@ -1,5 +1,6 @@
 """The Mail Log page: every outbound message with its status, each attempt's server reply and hint,
-and "Queue again" for what was not sent. Recruiters see their own mail only."""
+and "Queue again" for what was not sent. Recruiters see their own mail only; admins also see what
+retention removed (counts per status: the tally has no per-employee data)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlmodel import Session, select
 
 from bridge.errors import InputError, NotFound
 from bridge.outbound import queue
+from bridge.privacy import retention_tally
 from bridge.web import auth
 from bridge.web.deps import db
 from bridge.web.templating import flash, render
@@ -48,7 +50,8 @@ def mail_log(request: Request, status: str = "", before: int | None = None, sess
     return render(request, session, "log.html", {
         "title": "Mail Log", "rows": rows, "history": history, "senders": senders, "statuses": STATUSES,
         "status": status if status in STATUSES else "", "older": rows[-1].id if more else None,
-        "first_page": before is not None})
+        "first_page": before is not None,
+        "removed": retention_tally.totals(session, "outbound") if me.admin else None})
 
 
 @router.post("/log/{entry_id}/requeue", dependencies=[Depends(auth.check_csrf)])

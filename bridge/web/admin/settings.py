@@ -25,6 +25,10 @@ LABELS = {
     "accepted_domains": "Accepted domains",
     "retry_delays": "Retry delays (s)",
     "acknowledgement": "Acknowledgement",
+    "keep_inbound_days": "Keep received mail (days)",
+    "keep_mail_log_days": "Keep Mail Log entries (days)",
+    "keep_dismissed_days": "Keep dismissed messages (days)",
+    "keep_audit_days": "Keep audit log (days)",
 }
 CHOICES = {"sender_mode": [("from", "from: numbered From address"),
                            ("reply-to", "reply-to: alias From, numbered Reply-To")]}

@@ -1,5 +1,5 @@
 """candidate data: the audit log, retention tallies, erasure receipts, a candidate's other addresses,
-attachment names for search, and when a person triaged a message
+attachment names for search, when a person triaged a message, and an index on a bounce's original
 
 Revision ID: 0012
 Revises: 0011
@@ -21,6 +21,8 @@ def upgrade() -> None:
     with op.batch_alter_table('inbound_message') as batch:
         batch.add_column(sa.Column('attachment_names', sa.String(), nullable=True))
         batch.add_column(sa.Column('triaged_at', sa.DateTime(timezone=True), nullable=True))
+        # removing a Mail Log entry (retention, erasure) looks for the bounces that point at it
+        batch.create_index(op.f('ix_inbound_message_outbound_id'), ['outbound_id'], unique=False)
     op.create_table('audit_event',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
@@ -59,6 +61,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_audit_event_at'), table_name='audit_event')
     op.drop_table('audit_event')
     with op.batch_alter_table('inbound_message') as batch:
+        batch.drop_index(op.f('ix_inbound_message_outbound_id'))
         batch.drop_column('triaged_at')
         batch.drop_column('attachment_names')
     with op.batch_alter_table('candidate') as batch:
