@@ -19,7 +19,7 @@ from sqlmodel import Session, create_engine
 from models.url import database_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0012"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
+HEAD = "0013"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
 
 
 BUSY_TIMEOUT_MS = 10_000

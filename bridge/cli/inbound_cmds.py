@@ -6,8 +6,9 @@ import click
 from sqlmodel import select
 
 from bridge import audit, json_views
+from bridge.accounts import employees
 from bridge.cli.common import db, emit_json, engine
-from bridge.inbound import triage
+from bridge.inbound import search, triage
 from bridge.inbound.message_content import reply_text
 from models import Employee, InboundMessage
 
@@ -36,6 +37,33 @@ def messages_list(unassigned: bool, employee_number: int | None, limit: int, as_
     if as_json:
         emit_json(items)
         return
+    _print_items(items)
+
+
+@messages.command("search")
+@click.argument("query")
+@click.option("--employee", "employee_number", type=int, help="Only this employee's messages.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, search.RANKED))
+@click.option("--json", "as_json", is_flag=True)
+def messages_search(query: str, employee_number: int | None, limit: int, as_json: bool) -> None:
+    """Find messages by address, name, subject, reply text or attachment name: every word, each as a prefix;
+    best matches first."""
+    with db() as session:
+        employee_id = None
+        if employee_number is not None:
+            employee_id = employees.get_employee(session, employee_number).id
+        found = search.search(session, query, search.Viewer(admin=True), search.Filters(employee_id=employee_id),
+                              limit=limit)
+        items = [json_views.inbound_json(session, m) for m in search.rows_in_order(session, found.ids)]
+    if as_json:
+        emit_json(items)
+        return
+    _print_items(items)
+    if found.capped:
+        click.echo(f"(more than {search.RANKED:,} messages match: the newest {search.RANKED:,} were ranked)", err=True)
+
+
+def _print_items(items: list[dict]) -> None:
     for m in items:
         who = f"employee {m['employee_number']}" if m["employee_number"] is not None else m["route"]
         click.echo(f"#{m['id']} {m['received_at'][:19]} {m['kind']:<10} {who:<14} {m['from']} {m['subject']!r}")

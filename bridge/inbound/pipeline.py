@@ -24,6 +24,7 @@ from bridge import candidates, crypto, portal
 from bridge.inbound import after_routing, hand_off
 from bridge.inbound.after_routing.context import Routed
 from bridge.inbound.directory import DatabaseDirectory
+from bridge.inbound.message_content import attachment_names
 from bridge.inbound.parse import Parsed, bodies, headers_only, parse
 from bridge.inbound.raw_store import Incoming, store
 from bridge.input_checks import storable
@@ -118,7 +119,8 @@ def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings
 
 
 def fill_reply_texts(engine: Engine, ids: list[int]) -> None:
-    """The reply text (the new text without quotes and signature) of routed messages, read after routing:
+    """The reply text (the new text without quotes and signature) and the attachments' file names (for search)
+    of routed messages, read after routing:
     routing needs no body, and a backlog routes faster without reading them. Where it is not filled yet
     (or failed), readers take it from the raw bytes (bridge.inbound.message_content). Never raises."""
     try:
@@ -129,12 +131,13 @@ def fill_reply_texts(engine: Engine, ids: list[int]) -> None:
             with session_scope(engine) as session:
                 rows = session.exec(select(InboundMessage.id, InboundMessage.raw)
                                     .where(InboundMessage.id.in_(batch))).all()
-            texts = [{"key": inbound_id, "text": _reply_text(raw)} for inbound_id, raw in rows]
+            texts = [{"key": inbound_id, "text": _reply_text(raw), "names": storable(attachment_names(raw))}
+                     for inbound_id, raw in rows]
             with session_scope(engine) as session:
                 session.connection().execute(
                     update(InboundMessage).where(InboundMessage.id == bindparam("key"),
                                                  InboundMessage.reply_text.is_(None))
-                    .values(reply_text=bindparam("text")), texts)
+                    .values(reply_text=bindparam("text"), attachment_names=bindparam("names")), texts)
     except Exception:  # noqa: BLE001 - the page reads it from the raw bytes meanwhile
         log.warning("could not store the reply texts of %d messages", len(ids), exc_info=True)
 

@@ -32,6 +32,7 @@ from bridge.web import (
     mail_log,
     message_view,
     oauth_signin,
+    search_page,
 )
 from bridge.web.api import create_api
 from bridge.web.body_limit import BodyLimit
@@ -46,7 +47,7 @@ def secure_cookies() -> bool:
 
 def _page_routers() -> list:
     return [login.router, inbox.router, message_view.router, conversations.router, mail_log.router,
-            bulk_send.router, *admin.routers, oauth_signin.router]
+            bulk_send.router, *admin.routers, oauth_signin.router, search_page.router]
 
 
 def create_app(engine: Engine) -> FastAPI:

@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 from bridge import json_views
 from bridge.accounts import employees
 from bridge.accounts.api_tokens import Principal
-from bridge.errors import NotFound
-from bridge.inbound import message_content, triage
+from bridge.errors import FieldError, NotFound
+from bridge.inbound import message_content, search, triage
 from bridge.web.api import batch, paging
 from bridge.web.api.auth import may_see_message, principal
 from bridge.web.api.errors import ApiForbidden, BadField, Conflict
@@ -41,14 +41,25 @@ def visible(session: Session, p: Principal, message_id: int) -> InboundMessage:
 
 
 @router.get("/messages", response_model=InboundPage, responses=LIST_ERRORS,
-            summary="Inbound messages, newest first")
+            summary="Inbound messages, newest first; with q, those matching a search, best first",
+            description="Without `q`, newest first. With `q`, full-text search by address, name, subject, reply "
+            "text and attachment file names: every word of `q` (split on anything but letters and digits) must "
+            "match the start of a word; best matches first (a subject or sender match above a text-only one), "
+            f"newest first among equals. Only the newest {search.RANKED:,} matches are ranked and listed. `route` "
+            f"and `employee` narrow either list. A bad `q` (empty, over {search.MAX_CHARS} characters or "
+            f"{search.MAX_TERMS} words) is a 422 naming `q`.")
 def list_messages(
         route: Annotated[Route | None, Query(description="unassigned: the open Unassigned messages")] = None,
         employee: Annotated[int | None, Query(description="only this employee's messages (by number)",
                                               ge=0, le=MAX_NUMBER)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the page before")] = None,
+        q: Annotated[str | None, Query(max_length=search.MAX_CHARS, description=(
+            "search words: messages matching every word (as a prefix), best first"))] = None,
         p: Principal = Depends(principal), session: Session = Depends(db)) -> dict[str, object]:
+    if q is not None:
+        employee_id = _employee_id(session, p, employee) if employee is not None else None
+        return _search(session, p, q, search.Filters(employee_id=employee_id, route=route), limit, cursor)
     m = InboundMessage
     query = select(m).where(m.routed_at.is_not(None))
     if route is not None:
@@ -68,6 +79,17 @@ def list_messages(
     more = len(rows) > limit
     return {"items": batch.inbound_items(session, page),
             "next_cursor": paging.after_message(page[-1].received_at, page[-1].id) if more else None}
+
+
+def _search(session: Session, p: Principal, q: str, filters: search.Filters, limit: int,
+            cursor: str | None) -> dict[str, object]:
+    offset = paging.search_position(cursor) if cursor else 0
+    try:
+        found = search.search(session, q, search.Viewer(p.admin, p.employee_id), filters, limit=limit, offset=offset)
+    except FieldError as err:
+        raise BadField(("query", err.field), str(err)) from None
+    return {"items": batch.inbound_items(session, search.rows_in_order(session, found.ids)),
+            "next_cursor": paging.after_search(offset + len(found.ids)) if found.more else None}
 
 
 def _employee_id(session: Session, p: Principal, number: int) -> int:

@@ -56,6 +56,18 @@ def message_position(cursor: str) -> tuple[dt.datetime, int]:
     return (when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)), _id(value)
 
 
+def after_search(offset: int) -> str:
+    """Cursor of a search (GET /messages?q=): ranked results have no keyset, so it is the count shown so far."""
+    return _encode({"search": offset})
+
+
+def search_position(cursor: str) -> int:
+    offset = _decode(cursor).get("search")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 < offset < 2**31:
+        raise BadField(LOC, BAD)
+    return offset
+
+
 def after_mail(row_id: int) -> str:
     """Cursor of the Mail Log list (newest first on id)."""
     return _encode({"log": row_id})

@@ -1,0 +1,48 @@
+"""The matched words of a search result marked for the page: one function for both databases.
+
+Message text is hostile: every piece of it is HTML-escaped here, and the only markup in what this returns
+is the `<mark>` elements made here, so the page may show it as it is (a Markup) while everything else on
+the page stays autoescaped. A word is marked when it begins with one of the searched words, compared as
+the index compares them (lower case, diacritics removed: bridge.inbound.search.fold).
+"""
+
+from __future__ import annotations
+
+import re
+
+from markupsafe import Markup, escape
+
+from bridge.inbound.search import fold
+
+_WORD = re.compile(r"[^\W_]+")
+SNIPPET_WORDS = 30  # words of the reply text shown around its first match
+SNIPPET_CHARS = 300
+
+
+def highlight(value: str | None, terms: list[str]) -> Markup:
+    """`value` escaped, with each word that begins with one of `terms` (folded) in <mark>."""
+    value = value or ""
+    wanted = tuple(f for f in (fold(t) for t in terms) if f)
+    out: list[str] = []
+    at = 0
+    for word in _WORD.finditer(value):
+        if wanted and fold(word.group()).startswith(wanted):
+            out += [str(escape(value[at:word.start()])), "<mark>", str(escape(word.group())), "</mark>"]
+            at = word.end()
+    out.append(str(escape(value[at:])))
+    return Markup("".join(out))  # noqa: S704 - built above from escaped text and our own <mark> tags only
+
+
+def snippet(value: str | None, terms: list[str]) -> Markup:
+    """A short piece of `value` around its first matching word (its start when none matches), marked."""
+    value = " ".join((value or "").split())
+    wanted = tuple(f for f in (fold(t) for t in terms) if f)
+    found = list(_WORD.finditer(value))
+    first = next((i for i, w in enumerate(found) if wanted and fold(w.group()).startswith(wanted)), 0)
+    start_word = max(first - SNIPPET_WORDS // 3, 0)
+    start = found[start_word].start() if start_word > 0 else 0
+    piece = value[start:start + SNIPPET_CHARS]
+    if start + SNIPPET_CHARS < len(value):
+        piece = piece.rsplit(" ", 1)[0] if " " in piece else piece
+    lead, tail = ("… " if start > 0 else ""), (" …" if start + len(piece) < len(value) else "")
+    return Markup(escape(lead)) + highlight(piece, terms) + Markup(escape(tail))
