@@ -156,3 +156,17 @@ def test_only_the_newest_matches_are_ranked_and_the_cap_is_told(bridge: Bridge,
         assert search.search(session, "bulk", search.Viewer(admin=True), offset=5).ids == []
         assert not search.search(session, "bulk", search.Viewer(admin=True, employee_id=None),
                                  search.Filters(route="unassigned")).capped
+
+
+def test_both_databases_fold_every_latin_letter_alike(bridge: Bridge) -> None:
+    """Each accented Latin letter alone as a word: the letter as typed and its bare form both find it, on
+    SQLite (unicode61's folding) and on PostgreSQL (inbound_search_text: NFD with the marks dropped)."""
+    letters = "áàâäãåāăąçćčďđéèêëēėęěğíìîïīįıľłñńňóòôöõőøřśšşťúùûüūůűųýÿźżžÆæŒœÞþðẞß"
+    word = {letter: f"zq{letter}zq" for letter in letters}
+    raw = reply("fold@example.com", "fold@example.com", KNOWN, subject="Letters", body=" ".join(word.values()))
+    found = ingest_json(bridge, raw)["id"]
+    bridge.run("worker", "--once")  # the reply text is indexed once it is filled
+    missed = [letter for letter in letters if ids(bridge, word[letter]) != [found]]
+    assert missed == []
+    bare = [letter for letter in letters if ids(bridge, f"zq{search.fold(letter)}zq") != [found]]
+    assert bare == []
