@@ -4,9 +4,12 @@ the API run (docs/ARCHITECTURE.md, "Search").
 The index is migration 0013's: on SQLite the FTS5 table inbound_search (external content, kept by
 triggers), on PostgreSQL the weighted tsvector column search_vector with its GIN index. Both split text
 alike, so a query finds the same messages on both. The user's words are split on anything that is not a
-letter or digit; each is a prefix, all are required. Results are ranked (FTS5's bm25 with column weights,
-PostgreSQL's ts_rank with the column weights A/B/D), newest first among equals; only routed messages, and
-only those the viewer may see (a recruiter: their own and the Unassigned ones; an admin: all).
+letter or digit; all are required, each a whole word except the last, which may be the start of one (as
+Algolia's "prefixLast": the word being typed; a prefix of every word would make GIN merge the lists of every
+word beginning so, 145 instead of 23 ms for "interview monday" among a million). Results are ranked
+(FTS5's bm25 with column weights, PostgreSQL's ts_rank with the column weights A/B/D), newest first among
+equals; only routed messages, and only those the viewer may see (a recruiter: their own and the Unassigned
+ones; an admin: all).
 
 Ranking is done for the newest RANKED matches: a word found in most of a million messages would
 otherwise cost a rank for each of them (seconds), and nobody reads that far; the result says when the
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -65,7 +69,8 @@ def fold(word: str) -> str:
 
 
 def words(query: str) -> list[str]:
-    """The query's words (each a prefix, all required), or a FieldError naming `q` that says what is wrong."""
+    """The query's words (all required; the last may be the start of a word), or a FieldError naming `q` that
+    says what is wrong."""
     if len(query) > MAX_CHARS:
         raise FieldError(FIELD, f"the search is too long: at most {MAX_CHARS} characters")
     found = list({fold(w): w for w in _WORD.findall(query)}.values())
@@ -87,7 +92,7 @@ def search(session: Session, query: str, viewer: Viewer, filters: Filters = Filt
     params.update(limit=limit + 1, offset=offset, ranked=RANKED)
     if session.get_bind().dialect.name == "sqlite":
         sql = _sqlite(where)
-        params["match"] = " ".join('"' + t.replace('"', '""') + '"*' for t in terms)
+        params["match"] = " ".join('"' + t.replace('"', '""') + '"' for t in terms) + "*"
     else:
         sql = _postgres(where, len(terms))
         params.update({f"t{i}": t for i, t in enumerate(terms)})
@@ -137,10 +142,27 @@ SELECT s.id, count(*) OVER () AS matched FROM (
 ORDER BY s.score, m.received_at DESC, m.id DESC LIMIT :limit OFFSET :offset"""
 
 
+def _last(i: int, count: int) -> str:
+    """The last word is a prefix (to_tsquery's `:*`); the others whole words."""
+    return " || ':*'" if i == count - 1 else ""
+
+
+def matches(terms: list[str]) -> Callable[[str], bool]:
+    """Whether a word of a message is one the search matched (for the marks on the page): equal to one of the
+    words, or beginning with the last, compared as the index compares them (`fold`)."""
+    folded = [fold(t) for t in terms]
+    whole, last = set(folded[:-1]), folded[-1] if folded else None
+
+    def match(word: str) -> bool:
+        f = fold(word)
+        return f in whole or (last is not None and f.startswith(last))
+    return match
+
+
 def _postgres(where: str, count: int) -> str:
     """The GIN index (or, for a word in most messages, the id index newest first: the planner knows the
     query, a constant) finds the newest RANKED matches; ts_rank ranks them (higher is better)."""
-    query = "(" + " && ".join(f"to_tsquery('simple', quote_literal(inbound_search_text(:t{i})) || ':*')"
+    query = "(" + " && ".join(f"to_tsquery('simple', quote_literal(inbound_search_text(:t{i})){_last(i, count)})"
                               for i in range(count)) + ")"
     return f"""
 SELECT m.id, count(*) OVER () AS matched FROM (

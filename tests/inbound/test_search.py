@@ -67,6 +67,8 @@ def test_finds_by_every_field_and_prefix(bridge: Bridge) -> None:
     assert set(ids(bridge, "interv")) == {m["subject"], m["body"], m["unassigned"], m["other"]}
     assert ids(bridge, "interview tuesday") == [m["body"]]  # every word is required
     assert ids(bridge, "interview wednesday") == []
+    assert ids(bridge, "tuesday interv") == [m["body"]]  # the last word may be the start of one ...
+    assert ids(bridge, "interv tuesday") == []  # ... the others are whole words
     assert ids(bridge, "bold") == [m["script"]]
 
 
@@ -131,6 +133,8 @@ def test_highlight_escapes_the_text_and_marks_prefixes() -> None:
     assert str(marked) == ("&lt;script&gt;alert(1)&lt;/script&gt; <mark>Interviews</mark> &amp; "
                            "<mark>Ínterim</mark>")
     assert str(highlight("<b>x</b>", ["b"])) == "&lt;<mark>b</mark>&gt;x&lt;/<mark>b</mark>&gt;"
+    assert str(highlight("Interviews and interview", ["interview", "an"])) == (  # whole words but the last
+        "Interviews <mark>and</mark> <mark>interview</mark>")
 
 
 def test_snippet_is_short_and_around_the_first_match() -> None:

@@ -99,7 +99,7 @@ def test_typing_into_the_search_box_shows_the_marked_result(web, page) -> None: 
     sign_in(page, web, "ana@example.test")
     page.goto(f"{web.base_url}/log")
     nav = page.get_by_role("navigation", name="Main")
-    nav.get_by_label("Search").fill("portf robin")
+    nav.get_by_label("Search").fill("robin portf")
     nav.get_by_role("button", name="Search").click()
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Search"
