@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
-import statistics
 import time
 from collections.abc import Callable, Iterator
 
@@ -35,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from bridge.web.app import create_app
 from models import Employee, InboundMessage
-from tests.benchmarks import table
+from tests.benchmarks import table, timing
 from tests.helpers.bridge import Bridge
 from tests.servers.web import PASSWORD, csrf_of
 
@@ -161,15 +160,7 @@ def _queries(engine: Engine) -> dict[str, str]:
 
 
 def _p95_ms(call: Callable[[], object]) -> float:
-    """The 95th percentile of RUNS timed calls, after WARM_UP untimed ones."""
-    for _ in range(WARM_UP):
-        call()
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1_000)
-    return statistics.quantiles(times, n=20)[-1]
+    return timing.p95_ms(call, RUNS, WARM_UP)
 
 
 def _signed_in(client: TestClient, email: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-import statistics
 import time
 from collections.abc import Callable
 
@@ -32,7 +31,7 @@ from sqlalchemy.engine import Engine
 from bridge.web.app import create_app
 from bridge.web.inbox import Cursor
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage
-from tests.benchmarks import table
+from tests.benchmarks import table, timing
 from tests.helpers.bridge import Bridge
 from tests.servers.web import PASSWORD
 
@@ -128,15 +127,7 @@ def _fill(engine: Engine) -> None:
 
 
 def _p95_ms(call: Callable[[], object]) -> float:
-    """The 95th percentile of RUNS timed calls, after WARM_UP untimed ones."""
-    for _ in range(WARM_UP):
-        call()
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1_000)
-    return statistics.quantiles(times, n=20)[-1]
+    return timing.p95_ms(call, RUNS, WARM_UP)
 
 
 def _signed_in(app_client: TestClient) -> None:

@@ -4,20 +4,18 @@ folders; "Export" downloads the zip of their mail and records. The same code as 
 
 from __future__ import annotations
 
-import tempfile
-from urllib.parse import quote
-
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
 from bridge.errors import FieldError, InputError
-from bridge.privacy import erasure, export
+from bridge.privacy import erasure
 from bridge.privacy.imap_copies import ImapCopiesFailed
 from bridge.privacy.selection import normalized
 from bridge.web import auth
 from bridge.web.admin import forms
 from bridge.web.deps import db
+from bridge.web.export_download import zip_download
 from bridge.web.templating import flash, render
 
 router = forms.admin_router()
@@ -86,11 +84,4 @@ def candidates_export(request: Request, values: dict[str, str] = Depends(forms.f
         address = _address(values)
     except InputError as err:
         return _page(request, session, forms.kept(values), forms.refused(session, err), status_code=422)
-    with tempfile.TemporaryFile() as target:
-        export.export(session, address, target)
-        session.commit()
-        target.seek(0)
-        data = target.read()
-    name = quote(f"candidate-{address}.zip", safe="")
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+    return zip_download(session, address)

@@ -4,9 +4,7 @@ every employee's mail."""
 
 from __future__ import annotations
 
-import tempfile
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
@@ -14,13 +12,14 @@ from sqlmodel import Session
 
 from bridge.accounts.api_tokens import Principal
 from bridge.errors import InputError
-from bridge.privacy import erasure, export
+from bridge.privacy import erasure
 from bridge.privacy.imap_copies import ImapCopiesFailed
 from bridge.privacy.selection import normalized
 from bridge.web.api.auth import principal
 from bridge.web.api.errors import ApiForbidden, BadField
 from bridge.web.api.schemas import ErasureOut, Problem
 from bridge.web.deps import db
+from bridge.web.export_download import zip_download
 
 router = APIRouter(tags=["candidates"])
 
@@ -66,12 +65,4 @@ def erase(address: Address,
     summary="A zip of a candidate's mail (mbox) and records (JSON), for an access request")
 def export_zip(address: Address, p: Principal = Depends(principal), session: Session = Depends(db)) -> Response:
     _admin(p)
-    wanted = _address(address)
-    with tempfile.TemporaryFile() as target:
-        export.export(session, wanted, target)
-        session.commit()
-        target.seek(0)
-        data = target.read()
-    name = quote(f"candidate-{wanted}.zip", safe="")
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+    return zip_download(session, _address(address))
