@@ -244,7 +244,8 @@ class InboundMessage(SQLModel, table=True):
     rule: str | None = None  # bounce | thread | numbered | known_sender | loop | none
     reason: str | None = None
     employee_id: int | None = Field(default=None, foreign_key="employee.id", index=True)
-    candidate_id: int | None = Field(default=None, foreign_key="candidate.id")
+    # indexed: an erasure finds a candidate's mail by it
+    candidate_id: int | None = Field(default=None, foreign_key="candidate.id", index=True)
     conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
     # a bounce's original; indexed: removing a Mail Log entry (retention, erasure) looks for what points at it
     outbound_id: int | None = Field(default=None, foreign_key="outbound_message.id", index=True)

@@ -93,7 +93,7 @@ def erase(session: Session, address: str, *, dry_run: bool = False, from_imap: b
     if sqlite:
         connection.exec_driver_sql("PRAGMA secure_delete=ON")  # freed pages and cells are zeroed
     try:
-        found = select_person(session, address)  # again: what arrived meanwhile goes too
+        found = select_person(session, address, again=found)  # what arrived meanwhile goes too
         counts = _counts(session, found, scan=False)
         if progress:
             progress(f"erasing {sum(counts.values())} records")

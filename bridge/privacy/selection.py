@@ -5,6 +5,11 @@ A person is their address plus every address confirmed as theirs (`candidate.sam
 other address at the first candidate). Their mail is what came from those addresses (header or envelope
 sender) or belongs to their candidate rows or conversations, the Mail Log entries to them or in their
 conversations, the forwards that carried their messages to a recruiter, and the bounces of those entries.
+
+Most of it is found through indexes (the sender address, stored in lower case; candidate and conversation
+ids). The envelope sender is not indexed and, on SQLite, sits after the raw bytes in the row: finding it
+reads every stored message. So the erasure scans once before it takes the write lock, and under the lock
+again only the rows stored since (`again`): the receiver is not held up by a read of the whole mailbox.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from sqlalchemy import func, or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
 from bridge.input_checks import check_address
@@ -39,6 +44,7 @@ class Selection:
     outbound_ids: list[int] = field(default_factory=list)  # Mail Log entries to them or in their conversations
     forward_ids: list[int] = field(default_factory=list)  # forwards of their messages to a recruiter
     unsent_ids: list[int] = field(default_factory=list)  # of the two above: still waiting to go out
+    scanned_to: int = 0  # the newest inbound id when the envelope senders were scanned
 
     @property
     def all_inbound(self) -> list[int]:
@@ -70,14 +76,17 @@ def person(session: Session, address: str) -> tuple[list[str], list[int]]:
     return [address, *sorted(set(emails) - {address})], sorted(ids)
 
 
-def select_person(session: Session, address: str) -> Selection:
-    """Every row of the person with this (normalized) address."""
+def select_person(session: Session, address: str, again: Selection | None = None) -> Selection:
+    """Every row of the person with this (normalized) address. `again`: a selection made a moment ago, whose
+    scan of the envelope senders is taken up from where it ended (the rows it found that still exist, and
+    the rows stored since) instead of read again whole."""
     addresses, candidate_ids = person(session, address)
     found = Selection(addresses, candidate_ids)
     if candidate_ids:
         found.conversation_ids = list(session.exec(select(Conversation.id)
                                                    .where(Conversation.candidate_id.in_(candidate_ids))).all())
-    found.inbound_ids = _inbound(session, addresses, candidate_ids, found.conversation_ids)
+    found.scanned_to = session.exec(select(func.coalesce(func.max(InboundMessage.id), 0))).one()
+    found.inbound_ids = _inbound(session, addresses, candidate_ids, found.conversation_ids, again)
     found.outbound_ids = _outbound(session, addresses, found.conversation_ids)
     _follow(session, found)
     found.unsent_ids = sorted(i for part in chunks(found.all_outbound) for i in _ids(
@@ -89,15 +98,21 @@ def _ids(session: Session, table: type, *conditions: object) -> list[int]:
     return sorted(session.exec(select(table.id).where(*conditions)).all())
 
 
-def _inbound(session: Session, addresses: list[str], candidate_ids: list[int], conversation_ids: list[int]
-             ) -> list[int]:
+def _inbound(session: Session, addresses: list[str], candidate_ids: list[int], conversation_ids: list[int],
+             again: Selection | None) -> list[int]:
     m = InboundMessage
-    mine = [func.lower(m.from_addr).in_(addresses), func.lower(m.envelope_from).in_(addresses)]
+    indexed = [m.from_addr.in_(addresses)]  # parse stores the sender in lower case
     if candidate_ids:
-        mine.append(m.candidate_id.in_(candidate_ids))
+        indexed.append(m.candidate_id.in_(candidate_ids))
     if conversation_ids:
-        mine.append(m.conversation_id.in_(conversation_ids))
-    return _ids(session, m, or_(*mine))
+        indexed.append(m.conversation_id.in_(conversation_ids))
+    envelope = func.lower(m.envelope_from).in_(addresses)
+    if again is None:
+        return _ids(session, m, or_(*indexed, envelope))
+    found = set(_ids(session, m, or_(*indexed, and_(m.id > again.scanned_to, envelope))))
+    for part in chunks(again.inbound_ids):
+        found |= set(_ids(session, m, m.id.in_(part)))
+    return sorted(found)
 
 
 def _like(address: str) -> str:

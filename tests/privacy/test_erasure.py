@@ -16,7 +16,8 @@ from bridge import audit
 from bridge.net.diagnosis import Diagnosis, Failure
 from bridge.ops.webhooks import subscriptions
 from bridge.outbound import claims
-from models import AuditEvent, ErasureReceipt, WebhookDelivery
+from bridge.privacy.selection import select_person
+from models import AuditEvent, ErasureReceipt, InboundMessage, WebhookDelivery
 from tests.helpers.bridge import Bridge
 from tests.helpers.candidate_data import LENA, LENA_PRIVATE, LENA_WORDS, OTHER, OTHER_WORD, found_in_tables, stage
 from tests.helpers.setup_steps import add_account, add_alias
@@ -152,4 +153,30 @@ def test_the_ats_is_told_and_the_event_loses_the_address_once_delivered(
     with Session(bridge.engine()) as s:
         [stored] = s.exec(select(WebhookDelivery)).all()
     assert stored.status == "delivered" and json.loads(stored.payload)["data"]["receipt_id"] == done["receipt_id"]
+    assert found_in_tables(bridge.engine()) == []
+
+
+def test_the_envelope_sender_counts_and_the_look_under_the_lock_takes_up_where_the_first_ended(
+        bridge: Bridge) -> None:
+    """Mail whose envelope sender is theirs (the header From another's) is theirs. The look under the write
+    lock reads again only what was stored since the first look, and leaves out what is gone meanwhile."""
+    def stored(key: str, envelope: str) -> int:
+        with Session(bridge.engine()) as s:
+            row = InboundMessage(dedup_key=key, raw=b"From: list@else.example\r\n\r\nhi\r\n", size=30, source="smtp",
+                                 envelope_from=envelope, from_addr="list@else.example")
+            s.add(row)
+            s.commit()
+            return row.id
+
+    first_id = stored("e1", LENA.upper())
+    with Session(bridge.engine()) as s:
+        first = select_person(s, LENA)
+    assert first.inbound_ids == [first_id]
+    later_id = stored("e2", LENA)
+    with Session(bridge.engine()) as s:
+        s.delete(s.get(InboundMessage, first_id))
+        s.commit()
+        again = select_person(s, LENA, again=first)
+    assert again.inbound_ids == [later_id]
+    assert erase(bridge, LENA)["counts"]["inbound"] == 1
     assert found_in_tables(bridge.engine()) == []

@@ -1,5 +1,6 @@
 """candidate data: the audit log, retention tallies, erasure receipts, a candidate's other addresses,
-attachment names for search, when a person triaged a message, and an index on a bounce's original
+attachment names for search, when a person triaged a message, and indexes on a bounce's original and a
+message's candidate
 
 Revision ID: 0012
 Revises: 0011
@@ -23,6 +24,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('triaged_at', sa.DateTime(timezone=True), nullable=True))
         # removing a Mail Log entry (retention, erasure) looks for the bounces that point at it
         batch.create_index(op.f('ix_inbound_message_outbound_id'), ['outbound_id'], unique=False)
+        # an erasure finds a candidate's mail by it
+        batch.create_index(op.f('ix_inbound_message_candidate_id'), ['candidate_id'], unique=False)
     op.create_table('audit_event',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
@@ -61,6 +64,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_audit_event_at'), table_name='audit_event')
     op.drop_table('audit_event')
     with op.batch_alter_table('inbound_message') as batch:
+        batch.drop_index(op.f('ix_inbound_message_candidate_id'))
         batch.drop_index(op.f('ix_inbound_message_outbound_id'))
         batch.drop_column('triaged_at')
         batch.drop_column('attachment_names')
