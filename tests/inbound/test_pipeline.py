@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from bridge.inbound import pipeline, raw_store
 from models import InboundMessage, OutboundMessage
+from tests.helpers.at_once import errors_of
 from tests.helpers.bridge import Bridge
 from tests.helpers.inbound import ingest_json
 from tests.helpers.messages import dsn, reply
@@ -172,20 +173,11 @@ def test_two_routers_racing_route_once_and_forward_once(bridge: Bridge) -> None:
     raw = reply("race@example.org", "cand@example.org", "jobs+1042@example.test").encode()
     stored = raw_store.store(bridge.engine(), raw_store.Incoming(raw, "pipe"))
     barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
 
     def route() -> None:
         barrier.wait()
-        try:
-            pipeline.process(bridge.engine(), stored.id)
-        except BaseException as err:  # noqa: BLE001 - reported below
-            errors.append(err)
-    threads = [threading.Thread(target=route) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+        pipeline.process(bridge.engine(), stored.id)
+    assert errors_of(route, 4, timeout=30) == []
     assert [e["purpose"] for e in bridge.json("log")] == ["forward"]
 
 

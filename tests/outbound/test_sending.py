@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sqlmodel import Session, select
 
 from bridge.outbound import claims, sender
 from models import OutboundMessage
+from tests.helpers.at_once import errors_of
 from tests.helpers.bridge import Bridge
 from tests.helpers.ports import closed_port
 from tests.helpers.setup_steps import PASSWORD, add_account, add_alias, only_entry, send
@@ -274,19 +274,7 @@ def test_two_workers_never_send_one_message_twice(bridge: Bridge, smtp_peer,
     for n in range(20):
         send(bridge, to=f"c{n}@example.org")
     engine = bridge.engine()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sender.send_due(engine)
-        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
-            errors.append(err)
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    assert errors_of(lambda: sender.send_due(engine), 3) == []
     ids = [email.message_from_bytes(r.data)["Message-ID"] for r in peer.received]
     assert len(ids) == 20 and len(set(ids)) == 20
     assert {e["status"] for e in bridge.json("log")} == {"sent"}

@@ -5,7 +5,6 @@ two runs at once."""
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 
 import pytest
@@ -15,6 +14,7 @@ from sqlmodel import Session, select
 from bridge.privacy import retention
 from models import AuditEvent, DeliveryAttempt, InboundMessage, OutboundMessage, RetentionTally, WebhookDelivery
 from tests.helpers import aged_rows as aged
+from tests.helpers.at_once import errors_of
 from tests.helpers.bridge import Bridge
 from tests.helpers.inbound import ingest_json
 from tests.helpers.messages import reply
@@ -215,19 +215,7 @@ def test_two_runs_at_once_count_each_record_once(bridge: Bridge) -> None:
         aged.inbound(e, 40)
     aged.audit_entries(e, 100, 400)
     reports: list[retention.Report] = []
-    errors: list[BaseException] = []
-
-    def one_run() -> None:
-        try:
-            reports.append(retention.run(e, batch=20))
-        except BaseException as err:  # noqa: BLE001 - reported by the test below
-            errors.append(err)
-
-    runs = [threading.Thread(target=one_run) for _ in range(2)]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(60)
+    errors = errors_of(lambda: reports.append(retention.run(e, batch=20)), 2)
     assert errors == [] and len(reports) == 2
     removed = Counter()
     for r in reports:
