@@ -46,8 +46,8 @@ def messages_list(unassigned: bool, employee_number: int | None, limit: int, as_
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, search.RANKED))
 @click.option("--json", "as_json", is_flag=True)
 def messages_search(query: str, employee_number: int | None, limit: int, as_json: bool) -> None:
-    """Find messages by address, name, subject, reply text or attachment name: every word, each as a prefix;
-    best matches first."""
+    """Find messages by address, name, subject, reply text or attachment name: every word, the last one as a
+    prefix; best matches first."""
     with db() as session:
         employee_id = None
         if employee_number is not None:

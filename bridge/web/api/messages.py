@@ -44,7 +44,8 @@ def visible(session: Session, p: Principal, message_id: int) -> InboundMessage:
             summary="Inbound messages, newest first; with q, those matching a search, best first",
             description="Without `q`, newest first. With `q`, full-text search by address, name, subject, reply "
             "text and attachment file names: every word of `q` (split on anything but letters and digits) must "
-            "match the start of a word; best matches first (a subject or sender match above a text-only one), "
+            "match a whole word, the last one the start of a word; best matches first (a subject or sender match "
+            "above a text-only one), "
             f"newest first among equals. Only the newest {search.RANKED:,} matches are ranked and listed. `route` "
             f"and `employee` narrow either list. A bad `q` (empty, over {search.MAX_CHARS} characters or "
             f"{search.MAX_TERMS} words) is a 422 naming `q`.")
@@ -55,7 +56,7 @@ def list_messages(
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the page before")] = None,
         q: Annotated[str | None, Query(max_length=search.MAX_CHARS, description=(
-            "search words: messages matching every word (as a prefix), best first"))] = None,
+            "search words: messages matching every word (the last as a prefix), best first"))] = None,
         p: Principal = Depends(principal), session: Session = Depends(db)) -> dict[str, object]:
     if q is not None:
         employee_id = _employee_id(session, p, employee) if employee is not None else None
