@@ -1,7 +1,7 @@
 """Encryption of stored passwords and tokens (Fernet), and the key they hang on.
 
-The key comes from REPLYBRIDGE_SECRET_KEY, else from a key file that `init` creates with mode
-0600: REPLYBRIDGE_SECRET_KEY_FILE, by default `replybridge.key` beside the SQLite database (or in
+The key comes from the `secret_key` setting, else from a key file that `init` creates with mode
+0600: the `secret_key_file` setting, by default `replybridge.key` beside the SQLite database (or in
 the working directory for other databases). Plain secrets never reach a log, an exception text
 or the output: `Secret` hides itself from repr and str.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.engine import make_url
 
+from bridge.config.settings import current
 from bridge.errors import ConfigError
-from models.db import database_url
 
 
 class Secret:
@@ -39,10 +39,10 @@ class Secret:
 
 
 def key_file_path() -> Path:
-    explicit = os.environ.get("REPLYBRIDGE_SECRET_KEY_FILE")
-    if explicit:
-        return Path(explicit)
-    url = make_url(database_url())
+    settings = current()
+    if settings.secret_key_file:
+        return settings.secret_key_file
+    url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return Path(url.database).resolve().with_name("replybridge.key")
     return Path("replybridge.key").resolve()
@@ -50,7 +50,7 @@ def key_file_path() -> Path:
 
 def ensure_key_file() -> Path | None:
     """Create the key file (0600) unless the key comes from the environment; return its path."""
-    if os.environ.get("REPLYBRIDGE_SECRET_KEY"):
+    if current().secret_key:
         return None
     path = key_file_path()
     if not path.exists():
@@ -62,9 +62,9 @@ def ensure_key_file() -> Path | None:
 
 
 def _load_key() -> bytes:
-    env = os.environ.get("REPLYBRIDGE_SECRET_KEY")
-    if env:
-        return env.strip().encode()
+    given = current().secret_key
+    if given:
+        return given.get_secret_value().strip().encode()
     path = key_file_path()
     try:
         return path.read_bytes().strip()

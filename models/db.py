@@ -16,8 +16,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
-from models.url import database_url
-
 MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD = "0013"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
 
@@ -86,13 +84,12 @@ def private_sqlite_file(database: str | None) -> None:
                 file.chmod(0o600)
 
 
-def make_engine(url: str | None = None, *, checkpoints: bool = True) -> Engine:
+def make_engine(url: str, *, checkpoints: bool = True) -> Engine:
     """An engine for the URL; SQLite gets WAL and a busy timeout so workers can share it.
 
     `checkpoints=False`: on SQLite its commits never copy the write-ahead log back into the database
     (wal_autocheckpoint=0), for `serve`'s receiver, whose sender waits on each commit; the routing
     process, which commits after every batch it routes, does that copying instead."""
-    url = url or database_url()
     if make_url(url).get_backend_name() == "sqlite":
         private_sqlite_file(make_url(url).database)
         engine = create_engine(url, connect_args={"check_same_thread": False,
@@ -105,9 +102,9 @@ def make_engine(url: str | None = None, *, checkpoints: bool = True) -> Engine:
 
 
 @lru_cache(maxsize=1)
-def shared_engine() -> Engine:
-    """The process's engine for REPLYBRIDGE_DATABASE_URL: a command, `serve` and its pages share one pool."""
-    return make_engine()
+def shared_engine(url: str) -> Engine:
+    """The process's engine for the configured URL: a command, `serve` and its pages share one pool."""
+    return make_engine(url)
 
 
 @contextmanager

@@ -1,18 +1,17 @@
-"""Where the database is: REPLYBRIDGE_DATABASE_URL, read without the ORM (the lean `ingest` start-up needs it)."""
+"""What a database URL says, read without the ORM (the lean `ingest` start-up needs it). Which URL is
+configured is a setting (bridge/config)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 DEFAULT_URL = "sqlite:///replybridge.db"
 
 
-def database_url() -> str:
-    """The database URL from REPLYBRIDGE_DATABASE_URL; psycopg 3 is the PostgreSQL driver."""
-    url = os.environ.get("REPLYBRIDGE_DATABASE_URL") or DEFAULT_URL
+def normalized_url(url: str) -> str:
+    """The URL with psycopg 3 as the PostgreSQL driver (`postgresql://` and `postgres://` name no driver)."""
     if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 

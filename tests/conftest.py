@@ -61,7 +61,7 @@ def _initialised(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     b.run("settings", "set", "retry_delays", "0,0")
     b.run("employee", "add", "--number", "1042", "--name", "Ana Ruiz", "--email", "ana@example.test")
     yield b
-    db.shared_engine().dispose()
+    b.engine().dispose()
     db.shared_engine.cache_clear()
 
 

@@ -21,6 +21,7 @@ ROOMS = {
     "models": "models",
     "routing": "routing",
     "bridge": "base",  # bridge/*.py: errors, crypto, portal settings, input checks, candidates, JSON views
+    "bridge.config": "base",  # the settings and log lines, read by every room from the first import on
     "bridge.net": "net",
     # recording a condition or an event is writing a row in the caller's transaction, like a log line:
     # every room may do it, so these sit low although ops/ reports and delivers them

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "retention": ("retention_cmds",),
     "audit": ("audit_cmds",),
     "candidate": ("candidate_cmds",),
+    "config": ("config_cmds",),
 }
 
 

@@ -13,18 +13,19 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from bridge import audit
+from bridge.config.settings import current
 from bridge.errors import BridgeError, ConfigError
-from models.db import database_url, schema_is_current, session_scope, shared_engine
+from models.db import schema_is_current, session_scope, shared_engine
 
 
 def safe_url() -> str:
     """The database URL with any password masked, for messages."""
-    return make_url(database_url()).render_as_string(hide_password=True)
+    return make_url(current().database_url).render_as_string(hide_password=True)
 
 
 def engine() -> Engine:
     """The engine of an initialised, current database; a clear error otherwise."""
-    eng = shared_engine()
+    eng = shared_engine(current().database_url)
     if not schema_is_current(eng):
         raise ConfigError(f"the database {safe_url()} is not initialised or not upgraded: run `replybridge init`")
     return eng

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from sqlmodel import select
 
 from bridge import json_views
 from bridge.cli.common import db, emit_json, engine
+from bridge.config import logs
+from bridge.config.settings import current
 from bridge.errors import InputError
 from bridge.inbound.imap import folder_state, one_pass
 from bridge.ops import worker
@@ -172,14 +173,15 @@ def _due_count() -> int:
 
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Do all work due now, then exit.")
-@click.option("--interval", default=5.0, show_default=True, type=float, help="Seconds between runs (without --once).")
-def worker_cmd(once: bool, interval: float) -> None:
+@click.option("--interval", type=float, help="Seconds between runs (without --once); default: the worker_interval "
+              "setting, 5.")
+def worker_cmd(once: bool, interval: float | None) -> None:
     """Poll IMAP, route, send the queue, file sent mail in Sent folders, deliver webhooks."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     eng = engine()
     if not once:
         from bridge.ops.schedule import run_worker_forever  # the scheduler loads only for a worker that keeps running
-        run_worker_forever(eng, interval)
+        run_worker_forever(eng, interval if interval is not None else current().worker_interval)
         return
     polled = _poll_imap_once(eng)
     due = _due_count()

@@ -23,6 +23,7 @@ from bridge.cli.common import (
     safe_url,
     server_options,
 )
+from bridge.config.settings import current
 from bridge.input_checks import check_address
 from bridge.ops.error_reports import report_mail
 from models import Alias, Employee, ImapServer, SmtpAccount
@@ -36,7 +37,7 @@ from routing.addresses import AddressTemplate
 def init(reply_address: str | None, domains: tuple[str, ...]) -> None:
     """Create or upgrade the database (and the secret key file)."""
     key_path = crypto.ensure_key_file()
-    eng = shared_engine()
+    eng = shared_engine(current().database_url)
     upgrade(eng)
     with session_scope(eng) as session:
         audit.act_as(session, audit.command_actor())

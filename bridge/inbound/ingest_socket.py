@@ -10,20 +10,20 @@ whose answer was lost is stored again there and deduplicated by its Message-ID.
 The frames carry the bytes exactly (LMTP's DATA would rewrite bare line feeds and dot-stuff lines):
 `RBINGEST <size>\\n` and the message; the answer is one line, `250 <id> new|duplicate` or `451 <why>`.
 
-The socket: REPLYBRIDGE_INGEST_SOCKET (empty: none), by default beside the SQLite file
+The socket: the `ingest_socket` setting (empty: none), by default beside the SQLite file
 (`replybridge.db.ingest`); with PostgreSQL set it to use it. It is 0600, the service's user's
 alone, as the database file is.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from models.url import database_url, sqlite_file
+from bridge.config import file
+from models.url import DEFAULT_URL, normalized_url, sqlite_file
 
 VERB = b"RBINGEST"
 TIMEOUT_S = 60.0  # a service that takes longer is treated as absent: the message is stored in-process
@@ -41,10 +41,10 @@ class Refused(Exception):
 
 def socket_path() -> Path | None:
     """Where `serve` listens for `ingest`, or None where there is no such place."""
-    configured = os.environ.get("REPLYBRIDGE_INGEST_SOCKET")
+    configured = file.raw("ingest_socket")  # read lean: settings.current() costs `ingest` its blink
     if configured is not None:
-        return Path(configured) if configured.strip() else None
-    database = sqlite_file(database_url())
+        return Path(str(configured)) if str(configured).strip() else None
+    database = sqlite_file(normalized_url(str(file.raw("database_url") or DEFAULT_URL)))
     return database.with_name(database.name + ".ingest") if database else None
 
 

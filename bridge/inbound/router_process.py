@@ -20,6 +20,8 @@ import signal
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from bridge.config import logs
+from bridge.config.settings import current
 from bridge.inbound import pipeline
 from models.db import make_engine
 
@@ -30,8 +32,8 @@ def run(parent: Connection, interval: float) -> None:
     """Route what is stored and not yet routed, every `interval` seconds, until the parent hangs up."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = make_engine()
+    logs.configure()
+    engine = make_engine(current().database_url)
     texts_later: list[int] = []  # routed, their reply texts not read yet: read once nothing waits to be routed
     while True:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.engine import Engine
 
 from bridge import portal
+from bridge.config.settings import current
 from bridge.inbound import ingest_listener, ingest_socket, pipeline, raw_store
 from bridge.inbound.limits import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 from bridge.inbound.smtp_session import ReceiverSession
@@ -180,13 +180,12 @@ class ReceiverConfig:
     ingest_path: Path | None = None  # where `ingest` passes messages on (bridge.inbound.ingest_socket)
 
     @classmethod
-    def from_env(cls) -> ReceiverConfig:
-        return cls(ingest_path=ingest_socket.socket_path(),
-                   host=os.environ.get("REPLYBRIDGE_SMTP_HOST", "127.0.0.1"),
-                   port=int(os.environ.get("REPLYBRIDGE_SMTP_PORT", "2525")),
-                   max_bytes=int(os.environ.get("REPLYBRIDGE_SMTP_MAX_BYTES", str(MAX_MESSAGE_BYTES))),
-                   certfile=os.environ.get("REPLYBRIDGE_SMTP_TLS_CERT") or None,
-                   keyfile=os.environ.get("REPLYBRIDGE_SMTP_TLS_KEY") or None)
+    def from_settings(cls) -> ReceiverConfig:
+        settings = current()
+        return cls(ingest_path=ingest_socket.socket_path(), host=settings.smtp_host, port=settings.smtp_port,
+                   max_bytes=settings.smtp_max_bytes or MAX_MESSAGE_BYTES,
+                   certfile=str(settings.smtp_tls_cert) if settings.smtp_tls_cert else None,
+                   keyfile=str(settings.smtp_tls_key) if settings.smtp_tls_key else None)
 
 
 class Receiver(Controller):

@@ -9,32 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import signal
 import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from bridge.errors import ConfigError
+from bridge.config.settings import current
 from bridge.ops import worker
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
 from bridge.privacy import retention
 
 log = logging.getLogger("replybridge.worker")
-WORKER_INTERVAL_S = 5.0
 RETENTION_EVERY = dt.timedelta(days=1)
 RETENTION_FIRST_AFTER = dt.timedelta(minutes=5)  # not at once: a restart loop would run it each time
 
 
 def worker_interval() -> float:
-    """Seconds between worker runs: REPLYBRIDGE_WORKER_INTERVAL, default 5."""
-    value = os.environ.get("REPLYBRIDGE_WORKER_INTERVAL")
-    try:
-        return max(0.2, float(value)) if value else WORKER_INTERVAL_S
-    except ValueError:
-        raise ConfigError(f"REPLYBRIDGE_WORKER_INTERVAL={value!r} is not a number of seconds") from None
+    """Seconds between worker runs: the worker_interval setting."""
+    return current().worker_interval
 
 
 def safe_run(eng: Engine, route: bool = True) -> None:

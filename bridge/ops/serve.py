@@ -20,6 +20,7 @@ from typing import IO
 
 from sqlalchemy.engine import Engine
 
+from bridge.config import logs
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
@@ -45,7 +46,7 @@ def sole_serve_of_sqlite(eng: Engine) -> IO[str] | None:
         holder = handle.read().strip() or "another process"
         handle.close()
         raise ConfigError(f"another `replybridge serve` ({holder}) runs on the SQLite database {database}: SQLite is "
-                          "for one process; stop that one, or use PostgreSQL (REPLYBRIDGE_DATABASE_URL) to run "
+                          "for one process; stop that one, or use PostgreSQL (the database_url setting) to run "
                           "several") from None
     handle.truncate(0)
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
@@ -56,11 +57,8 @@ def sole_serve_of_sqlite(eng: Engine) -> IO[str] | None:
 def serve(eng: Engine) -> None:
     """Everything on one database until SIGINT or SIGTERM (the engine: an initialised, current database)."""
     held = sole_serve_of_sqlite(eng)  # noqa: F841 - held open (and locked) for as long as this serve runs
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aiosmtpd logs every connection and command line at INFO: a line per command is most of a receiver's
-    # time under load, and says nothing the stored message and its verdict trail do not
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    config = ReceiverConfig.from_env()
+    logs.configure()
+    config = ReceiverConfig.from_settings()
     router = router_process.RoutingProcess().start()
     # its own engine: its commits leave the write-ahead log's copying to the routing process (models.db)
     receiver = Receiver(make_engine(eng.url.render_as_string(hide_password=False), checkpoints=False), config,

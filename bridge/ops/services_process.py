@@ -21,6 +21,8 @@ from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from bridge.config import logs
+from bridge.config.settings import current
 from bridge.errors import ConfigError
 from bridge.ops import schedule
 from bridge.ops.pollers import Pollers
@@ -35,8 +37,8 @@ def run(parent: Connection) -> None:
     """Serve the pages, run the jobs and watch the IMAP folders until the parent hangs up."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = make_engine()
+    logs.configure()
+    engine = make_engine(current().database_url)
     try:
         interval = schedule.worker_interval()
         web = WebServer(engine)

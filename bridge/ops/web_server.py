@@ -1,13 +1,13 @@
-"""The web pages and API (uvicorn) on REPLYBRIDGE_WEB_HOST:REPLYBRIDGE_WEB_PORT, in a thread of its own
+"""The web pages and API (uvicorn) on the web_host and web_port settings, in a thread of its own
 with its own event loop; page functions run in uvicorn's thread pool."""
 
 from __future__ import annotations
 
-import os
 import threading
 
 from sqlalchemy.engine import Engine
 
+from bridge.config.settings import current
 from bridge.errors import ConfigError
 
 
@@ -19,12 +19,9 @@ class WebServer:
 
         from bridge.web.app import create_app  # (likewise)
 
-        self.host = os.environ.get("REPLYBRIDGE_WEB_HOST", "127.0.0.1")
-        port = os.environ.get("REPLYBRIDGE_WEB_PORT", "8025")
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"REPLYBRIDGE_WEB_PORT={port!r} is not a port number")
-        self.port = int(port)
-        trusted = os.environ.get("REPLYBRIDGE_WEB_TRUSTED_PROXIES", "").strip()  # e.g. 127.0.0.1 behind nginx
+        settings = current()
+        self.host, self.port = settings.web_host, settings.web_port
+        trusted = settings.web_trusted_proxies.strip()  # e.g. 127.0.0.1 behind nginx
         config = uvicorn.Config(create_app(eng), host=self.host, port=self.port, log_level="warning",
                                 access_log=False, proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
                                 server_header=False)

@@ -7,7 +7,6 @@ tag that slipped through could neither run nor load anything from outside.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from bridge import crypto
+from bridge.config.settings import current
 from bridge.errors import NotFound
 from bridge.web import (
     admin,
@@ -41,8 +41,8 @@ from bridge.web.security_headers import CSP
 
 
 def secure_cookies() -> bool:
-    """Behind HTTPS (REPLYBRIDGE_WEB_HTTPS=1) the session cookie is sent over HTTPS only."""
-    return os.environ.get("REPLYBRIDGE_WEB_HTTPS", "").lower() in ("1", "true", "yes")
+    """Behind HTTPS (the web_https setting) the session cookie is sent over HTTPS only."""
+    return current().web_https
 
 
 def _page_routers() -> list:

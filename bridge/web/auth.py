@@ -109,6 +109,6 @@ def may_see_message(me: Employee, row: InboundMessage) -> bool:
 
 
 def client_address(request: Request) -> str:
-    """The client's address: X-Forwarded-For counts only from the proxies REPLYBRIDGE_WEB_TRUSTED_PROXIES names
+    """The client's address: X-Forwarded-For counts only from the proxies the web_trusted_proxies setting names
     (uvicorn applies it), so a client cannot pick the address its failures are counted under."""
     return request.client.host if request.client else "unknown"

@@ -63,7 +63,7 @@ def _private_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with b.engine().connect():  # an open connection keeps the WAL files in place
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("rb.db*")}
     assert set(modes) == {"rb.db", "rb.db-wal", "rb.db-shm"} and set(modes.values()) == {0o600}, modes
-    db.shared_engine().dispose()
+    b.engine().dispose()
     db_file.chmod(0o644)  # a file made before this release is closed to others on the next start
     db.shared_engine.cache_clear()
     b.run("employee", "list")

@@ -1,0 +1,51 @@
+"""How the service's log lines look (the `log_format` and `log_level` settings), and the line each step of a
+message's life writes.
+
+A step line names the step and the ids an admin follows a message by (`inbound_id`, `outbound_id`,
+`message_id`, ...). As text they end the line as `key=value`; as JSON (python-json-logger) they are the
+object's fields, so a log shipper can index them without parsing words.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from bridge.config.settings import current
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_FIELDS = ("asctime", "levelname", "name", "process", "message")
+JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
+
+
+def configure() -> None:
+    """Set the process's log lines up from the settings (once per process: `serve` and each of its children)."""
+    settings = current()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_formatter(settings.log_format))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # aiosmtpd logs every connection and command line at INFO: a line per command is most of a receiver's
+    # time under load, and says nothing the stored message and its verdict trail do not
+    logging.getLogger("mail.log").setLevel(logging.INFO if settings.smtp_connection_log else logging.WARNING)
+
+
+def _formatter(kind: str) -> logging.Formatter:
+    if kind == "json":
+        from pythonjsonlogger.json import JsonFormatter  # only where JSON lines were asked for
+
+        return JsonFormatter(list(JSON_FIELDS), rename_fields=JSON_NAMES, json_ensure_ascii=False)
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def step(logger: logging.Logger, name: str, **ids: object) -> None:
+    """One step of a message's life (received, stored, routed, handed off, queued, sent, filed, ...) at INFO,
+    with its ids; None values are left out."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = {key: value for key, value in ids.items() if value is not None}
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    logger.info("%s %s", name, text, extra={"step": name, **fields})
