@@ -91,6 +91,16 @@ def _days(key: str) -> Callable[[str], str]:
     return check
 
 
+def _probe_hours(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PROBE_HOURS:
+        raise InputError(f"loop_probe_hours is a whole number of hours from 1 to {MAX_PROBE_HOURS} (e.g. 6: four "
+                         "probes a day), or empty to turn the scheduled loop probe off")
+    return str(int(value))
+
+
 def _header_text(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise InputError("a mail header value cannot contain a line break")
@@ -121,6 +131,9 @@ def _report_subject(value: str) -> str:
         raise InputError("report_subject may use only the placeholder {condition}, e.g. "
                          "\"replybridge: {condition}\"") from None
     return value
+
+
+MAX_PROBE_HOURS = 720  # 30 days
 
 
 # key -> (default, validator returning the stored form, description)
@@ -158,6 +171,8 @@ KEYS: dict[str, tuple[str, Callable[[str], str], str]] = {
     "keep_dismissed_days": ("", _days("keep_dismissed_days"), "days to keep dismissed Unassigned messages after "
                             "their dismissal; empty: keep (as other received mail)"),
     "keep_audit_days": ("", _days("keep_audit_days"), "days to keep the audit log; empty: keep"),
+    "loop_probe_hours": ("", _probe_hours, "hours between the loop probes of each alias (`test loop`, run by `serve` "
+                         "and `worker`), whose failure is an error report; empty: off"),
 }
 RETENTION_KEYS = ("keep_inbound_days", "keep_mail_log_days", "keep_dismissed_days", "keep_audit_days")
 LIST_KEYS = {"reply_address_alternates", "accepted_domains", "trusted_authserv_ids"}
@@ -211,6 +226,7 @@ class PortalSettings:
     keep_mail_log_days: int | None = None
     keep_dismissed_days: int | None = None
     keep_audit_days: int | None = None
+    loop_probe_hours: int | None = None  # None: no scheduled loop probe (bridge.ops.loop_probes)
 
     def numbered(self) -> NumberedAddresses:
         if not self.reply_address:
@@ -239,6 +255,7 @@ class PortalSettings:
             "test_recipient": self.test_recipient,
             "acknowledge_unassigned": "on" if self.acknowledge_unassigned else "off",
             **{key: "" if getattr(self, key) is None else str(getattr(self, key)) for key in RETENTION_KEYS},
+            "loop_probe_hours": "" if self.loop_probe_hours is None else str(self.loop_probe_hours),
         }
 
 
@@ -266,4 +283,5 @@ def load(session: Session) -> PortalSettings:
         test_recipient=raw["test_recipient"],
         acknowledge_unassigned=raw["acknowledge_unassigned"] == "on",
         **{key: int(raw[key]) if raw[key] else None for key in RETENTION_KEYS},
+        loop_probe_hours=int(raw["loop_probe_hours"]) if raw["loop_probe_hours"] else None,
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ImapFolderState,
         ImapServer,
         InboundMessage,
+        LoopProbe,
         OAuthClient,
         OAuthGrant,
         OutboundMessage,
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlertState", "Alias", "ApiToken", "AuditEvent", "AuthThrottle", "Candidate", "Conversation", "DeliveryAttempt",
-    "Employee", "ErasureReceipt", "ImapFolderState", "ImapServer", "InboundMessage", "OAuthClient", "OAuthGrant",
-    "OutboundMessage", "RetentionTally", "Setting", "SmtpAccount", "UNSENT_STATUSES", "Webhook", "WebhookDelivery",
-    "WebSession", "aware", "utcnow",
+    "Employee", "ErasureReceipt", "ImapFolderState", "ImapServer", "InboundMessage", "LoopProbe", "OAuthClient",
+    "OAuthGrant", "OutboundMessage", "RetentionTally", "Setting", "SmtpAccount", "UNSENT_STATUSES", "Webhook",
+    "WebhookDelivery", "WebSession", "aware", "utcnow",
 ]
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0013"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
+HEAD = "0014"  # the newest migration; tests/cli/test_setup_cmds.py checks it against migrations/versions
 
 
 BUSY_TIMEOUT_MS = 10_000

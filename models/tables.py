@@ -416,3 +416,20 @@ class ErasureReceipt(SQLModel, table=True):
     address_hash: str = Field(max_length=64, index=True)
     counts: str = "{}"  # JSON: kind -> number removed
     imap: str = "{}"  # JSON: "server/folder" -> copies deleted (empty without --from-imap)
+
+
+class LoopProbe(SQLModel, table=True):
+    """The scheduled loop probe of one alias (bridge.ops.loop_probes): when the last one started (the next is
+    due `loop_probe_hours` after it, across restarts), how it ended, and the lease of the process probing now."""
+
+    __tablename__ = "loop_probe"
+
+    alias_id: int = Field(primary_key=True, foreign_key="alias.id", ondelete="CASCADE")
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    ok: bool | None = None
+    broken_leg: str | None = None
+    detail: str | None = None  # the diagnosis and what to check, never a secret
+    message_id: str | None = Field(default=None, max_length=998)  # the last probe's: its stored copy goes later
+    lease_owner: str | None = None
+    lease_until: dt.datetime | None = None

@@ -1,5 +1,6 @@
-"""The worker, the webhook deliveries and the daily retention run on an APScheduler interval: `serve`'s
-services process and `replybridge worker` both run them so.
+"""The worker, the webhook deliveries, the daily retention run and the scheduled loop probe
+(bridge.ops.loop_probes) on an APScheduler interval: `serve`'s services process and `replybridge worker` both
+run them so.
 
 Each job runs alone (never two runs at once) and outlives its own failures: an error is logged and the
 next run tries again, as the queue keeps the work.
@@ -13,10 +14,11 @@ import signal
 import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy.engine import Engine
 
 from bridge.config.settings import current
-from bridge.ops import worker
+from bridge.ops import loop_probes, worker
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
 from bridge.privacy import retention
@@ -66,8 +68,8 @@ def safe_retention(eng: Engine) -> None:
 
 
 def scheduler(eng: Engine, interval: float, route: bool = True) -> BackgroundScheduler:
-    """The worker's and the webhooks' jobs, each every `interval` seconds from now, and retention daily from
-    a few minutes on; not started."""
+    """The worker's and the webhooks' jobs, each every `interval` seconds from now, retention daily from a few
+    minutes on, and the loop probe's check every minute from a minute on; not started."""
     quiet_scheduler_logs()
     jobs = BackgroundScheduler(timezone="UTC")
     jobs.add_job(safe_run, "interval", seconds=interval, args=[eng, route], max_instances=1, coalesce=True,
@@ -76,6 +78,10 @@ def scheduler(eng: Engine, interval: float, route: bool = True) -> BackgroundSch
                  id="webhooks", next_run_time=dt.datetime.now(dt.UTC))
     jobs.add_job(safe_retention, "interval", seconds=RETENTION_EVERY.total_seconds(), args=[eng], max_instances=1,
                  coalesce=True, id="retention", next_run_time=dt.datetime.now(dt.UTC) + RETENTION_FIRST_AFTER)
+    # A round waits minutes for its probes: one at a time is safe_round's own lock (max_instances=1 would log a
+    # warning every minute meanwhile), and a probe gives up once shutdown begins, which sets STATE_STOPPED first.
+    jobs.add_job(loop_probes.safe_round, "interval", seconds=loop_probes.CHECK_EVERY.total_seconds(),
+                 args=[eng, lambda: jobs.state == STATE_STOPPED], max_instances=2, coalesce=True, id="loop_probe")
     return jobs
 
 

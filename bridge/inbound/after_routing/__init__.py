@@ -8,10 +8,10 @@ rewrites the reason others show), the webhook event last (its data shows what th
 
 from __future__ import annotations
 
-from bridge.inbound.after_routing import acknowledgement, bounce, hand_off, webhook_event
+from bridge.inbound.after_routing import acknowledgement, bounce, hand_off, probe_aside, webhook_event
 from bridge.inbound.after_routing.context import Routed
 
-STEPS = (bounce, acknowledgement, hand_off, webhook_event)
+STEPS = (bounce, probe_aside, acknowledgement, hand_off, webhook_event)
 
 
 def run(routed: Routed) -> None:

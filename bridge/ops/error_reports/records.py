@@ -5,7 +5,9 @@ Conditions, by key:
   after the first (one old failure followed by silence is not "failing for 15 minutes");
 - `imap:NAME`: the poller of the IMAP server has not connected for 10 minutes;
 - `oauth:smtp:NAME` / `oauth:imap:NAME`: a grant needs a new sign-in (at once);
-- `database` and `disk`: the database or the disk failed (at once).
+- `database` and `disk`: the database or the disk failed (at once);
+- `loop:ALIAS_ID`: the alias's scheduled loop probe did not come back (at once), naming the broken leg
+  (bridge.ops.loop_probes); its next good probe clears it, and it is forgotten with the alias or the probe.
 The sending worker, the IMAP poller and the token code call `problem` and `recovered` (through the named
 helpers); recording never raises, so it never breaks the work it watches. Database and disk failures cannot
 be stored in the database that failed: they are kept in this process's memory (lost on restart), with the
@@ -20,7 +22,7 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import select
@@ -104,6 +106,34 @@ def needs_sign_in(engine: Engine, kind: str, name: str, detail: str, now: dt.dat
 
 def signed_in(engine: Engine, kind: str, name: str, now: dt.datetime | None = None) -> None:
     recovered(engine, f"oauth:{kind}:{name}", now)
+
+
+LOOP_PREFIX = "loop:"
+
+
+def loop_key(alias_id: int) -> str:
+    return f"{LOOP_PREFIX}{alias_id}"
+
+
+def loop_failed(engine: Engine, alias_id: int, description: str, broken: str, detail: str,
+                now: dt.datetime | None = None) -> None:
+    problem(engine, loop_key(alias_id), f"Loop probe of alias {description!r}: {broken}", detail, now)
+
+
+def loop_ok(engine: Engine, alias_id: int, now: dt.datetime | None = None) -> None:
+    recovered(engine, loop_key(alias_id), now)
+
+
+def forget(engine: Engine, keys: list[str]) -> None:
+    """What the conditions were about is gone (an alias removed, the loop probe turned off): their rows go, with
+    no recovery mail, as nothing recovered. Never raises."""
+    if not keys:
+        return
+    try:
+        with session_scope(engine) as session:
+            session.exec(delete(AlertState).where(AlertState.key.in_(keys)))
+    except Exception:  # noqa: BLE001 - reporting must never break the work it watches
+        log.warning("could not forget the conditions %s", ", ".join(keys), exc_info=True)
 
 
 def is_storage_failure(exc: BaseException) -> bool:
