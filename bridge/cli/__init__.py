@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "audit": ("audit_cmds",),
     "candidate": ("candidate_cmds",),
     "config": ("config_cmds",),
+    **{name: ("backup_cmds",) for name in ("backup", "restore")},
+    "doctor": ("doctor_cmds",),
 }
 
 

@@ -43,6 +43,13 @@ def default_owner(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}:{threading.get_ident()}"
 
 
+def owner_process(owner: str) -> tuple[str, int] | None:
+    """(host, pid) named by a lease owner default_owner made (a watcher adds `:server id`); None for another form."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return (host, int(pid)) if host and pid.isdigit() else None
+
+
 def load_server(engine: Engine, server_id: int) -> ImapServer | None:
     with session_scope(engine) as session:
         server = session.get(ImapServer, server_id)
