@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from bridge.config.settings import current
 from models import db
 from tests.helpers.bridge import POSTGRES_URL, Bridge, make_bridge
 from tests.servers.dovecot import dovecot  # noqa: F401 - fixture
@@ -61,7 +62,7 @@ def _initialised(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     b.run("settings", "set", "retry_delays", "0,0")
     b.run("employee", "add", "--number", "1042", "--name", "Ana Ruiz", "--email", "ana@example.test")
     yield b
-    b.engine().dispose()
+    db.shared_engine(current().database_url).dispose()  # the engine the test ended on, checked or not
     db.shared_engine.cache_clear()
 
 

@@ -16,6 +16,7 @@ from bridge.config.settings import current
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "process", "message")
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
+HANDLER_NAME = "replybridge"
 
 
 def configure() -> None:
@@ -23,8 +24,9 @@ def configure() -> None:
     settings = current()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_formatter(settings.log_format))
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:  # ours only: a test's capture stays
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
