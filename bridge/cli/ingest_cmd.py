@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from bridge.cli.group import EX_TEMPFAIL
-from bridge.errors import InputError
+from bridge.errors import ConfigError, InputError
 from bridge.inbound import ingest_socket
 from bridge.inbound.limits import MAX_MESSAGE_BYTES
 
@@ -47,11 +47,29 @@ def _read_inputs(files: tuple[str, ...]) -> list[tuple[str, bytes]]:
 def ingest(files: tuple[str, ...], as_json: bool, dry_run: bool, explain: bool) -> None:
     """Store and route raw messages from files or standard input (`-`), e.g. from an MTA pipe.
 
-    Exit 0 once every message is stored; 75 (try again later) when storage fails, so the MTA keeps it.
+    Exit 0 once every message is stored; 75 (try again later) when storage fails, the settings cannot be read
+    or anything else goes wrong before the commit, so the MTA keeps it; 1 only when a message itself is refused
+    (unreadable, empty, too large).
     """
     inputs = _read_inputs(files)
     if explain and not dry_run:
         raise click.UsageError("--explain goes with --dry-run (it stores nothing)")
+    try:
+        _store_or_explain(inputs, as_json, dry_run, several=len(files) > 1)
+    except ConfigError as err:  # the set-up (settings file, key, database), not the message: keep it queued
+        if dry_run:
+            raise
+        click.echo(f"error: {err}; exit 75 so the sender tries again", err=True)
+        sys.exit(EX_TEMPFAIL)
+    except Exception as err:  # a fault of ours must not bounce a candidate's reply: the MTA keeps it and retries
+        if dry_run:
+            raise
+        click.echo(f"error: could not take the message ({type(err).__name__}); exit 75 so the sender tries again",
+                   err=True)
+        sys.exit(EX_TEMPFAIL)
+
+
+def _store_or_explain(inputs: list[tuple[str, bytes]], as_json: bool, dry_run: bool, several: bool) -> None:
     if not (as_json or dry_run):
         try:
             passed = ingest_socket.pass_on([raw for _name, raw in inputs])
@@ -67,9 +85,9 @@ def ingest(files: tuple[str, ...], as_json: bool, dry_run: bool, explain: bool) 
     from bridge.cli import ingest_here  # the ORM and the router: only where this process stores or explains
 
     if dry_run:
-        ingest_here.explain(inputs, as_json, several=len(files) > 1)
+        ingest_here.explain(inputs, as_json, several=several)
     else:
-        ingest_here.store(inputs, as_json, several=len(files) > 1)
+        ingest_here.store(inputs, as_json, several=several)
 
 
 COMMANDS = [ingest]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import click
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge import json_views
@@ -45,15 +46,8 @@ def explain(inputs: list[tuple[str, bytes]], as_json: bool, several: bool) -> No
             click.echo(f"  {'MATCH' if v['matched'] else 'no   '} {v['rule']:<13} {v['detail']}")
 
 
-def store(inputs: list[tuple[str, bytes]], as_json: bool, several: bool) -> None:
-    """Store (exit 75 when storage fails), route, and print each message's route."""
-    try:
-        eng = engine()
-        stored = raw_store.store_many(eng, [raw_store.Incoming(raw, "pipe") for _name, raw in inputs])
-    except (SQLAlchemyError, ConfigError) as err:
-        click.echo(f"error: could not store the message in {safe_url()} ({type(err).__name__}); "
-                   "exit 75 so the sender tries again", err=True)
-        sys.exit(EX_TEMPFAIL)
+def _routed(eng: Engine, stored: list[raw_store.Stored]) -> list[dict[str, object]]:
+    """Route each stored message and read back what the command prints."""
     shown = []
     for item in stored:
         if pipeline.route_stored(eng, item.id) is None:  # stored is safe; the worker tries again
@@ -61,6 +55,25 @@ def store(inputs: list[tuple[str, bytes]], as_json: bool, several: bool) -> None
         with db() as session:
             row = triage.get_inbound(session, item.id)
             shown.append({**json_views.inbound_json(session, row), "duplicate": item.duplicate})
+    return shown
+
+
+def store(inputs: list[tuple[str, bytes]], as_json: bool, several: bool) -> None:
+    """Store (exit 75 when storage fails), route, and print each message's route."""
+    try:
+        eng = engine()
+        stored = raw_store.store_many(eng, [raw_store.Incoming(raw, "pipe") for _name, raw in inputs])
+    except (SQLAlchemyError, ConfigError, OSError) as err:  # OSError: e.g. a SQLite file its user may not write
+        click.echo(f"error: could not store the message in {safe_url()} ({type(err).__name__}); "
+                   "exit 75 so the sender tries again", err=True)
+        sys.exit(EX_TEMPFAIL)
+    try:
+        shown = _routed(eng, stored)
+    except Exception as err:  # noqa: BLE001 - stored is what the sender waits for: exit 0, the worker routes it
+        ids = ", ".join(f"#{item.id}" for item in stored)
+        click.echo(f"warning: stored as {ids}, but could not route or show it ({type(err).__name__}); the worker "
+                   "routes it", err=True)
+        return
     if as_json:
         emit_json(shown if several else shown[0])
         return

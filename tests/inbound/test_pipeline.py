@@ -225,3 +225,26 @@ def test_a_batch_whose_write_fails_routes_each_on_its_own(lite_bridge: Bridge,
     with Session(lite_bridge.engine()) as s:
         failed = s.get(InboundMessage, ids[1])
     assert failed.routed_at is None and failed.route_attempts == 1 and "RuntimeError" in failed.route_error
+
+
+def test_a_fault_of_ours_keeps_the_message_queued_and_one_after_storing_does_not(
+        lite_bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MTA bounces a pipe's message on any exit but 75 (and 71): a bug before the commit must not return a
+    candidate's reply to them, and one after it must not have the MTA deliver it again."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a fault injected into the code, not the message")
+
+    message = reply("f1@example.org", "cand@example.org", "jobs+1042@example.test")
+    with monkeypatch.context() as patched:
+        patched.setattr(raw_store, "store_many", broken)
+        before = lite_bridge.run("ingest", "-", stdin=message, ok=False)
+    assert before.exit_code == 75 and "RuntimeError" in before.stderr and "tries again" in before.stderr
+    with Session(lite_bridge.engine()) as session:
+        assert session.exec(select(InboundMessage)).all() == []
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "route_stored", broken)
+        after = lite_bridge.run("ingest", "-", stdin=message)
+    assert "stored as #" in after.stderr and "the worker routes it" in after.stderr
+    with Session(lite_bridge.engine()) as session:
+        assert [(m.message_id, m.route) for m in session.exec(select(InboundMessage))] == [("<f1@example.org>", None)]
