@@ -9,14 +9,23 @@ object's fields, so a log shipper can index them without parsing words.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import TYPE_CHECKING
+
+from sqlalchemy import event
 
 from bridge.config.settings import current
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "process", "message")
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 HANDLER_NAME = "replybridge"
+_PENDING = "replybridge_step_lines"  # the session.info key of the lines waiting for their commit
+_ADDRESS = re.compile(r"<?[^\s<>@\"'(),;:\[\]]+@[^\s<>@\"'(),;:\[\]]+>?")
 
 
 def configure() -> None:
@@ -51,3 +60,29 @@ def step(logger: logging.Logger, name: str, **ids: object) -> None:
     fields = {key: value for key, value in ids.items() if value is not None}
     text = " ".join(f"{key}={value}" for key, value in fields.items())
     logger.info("%s %s", name, text, extra={"step": name, **fields})
+
+
+def step_on_commit(session: Session, logger: logging.Logger, name: str, **ids: object) -> None:
+    """`step`, written once the session's transaction commits, never if it rolls back: a line must not tell of
+    work that was undone. A value may be a function, called then (an id the INSERT at the commit assigns)."""
+    if _PENDING not in session.info:
+        session.info[_PENDING] = []
+        event.listen(session, "after_commit", _write_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+    session.info[_PENDING].append((logger, name, ids))
+
+
+def _write_pending(session: Session) -> None:
+    lines, session.info[_PENDING] = session.info[_PENDING], []
+    for logger, name, ids in lines:
+        step(logger, name, **{key: value() if callable(value) else value for key, value in ids.items()})
+
+
+def _drop_pending(session: Session) -> None:
+    session.info[_PENDING] = []
+
+
+def without_addresses(text: str) -> str:
+    """A server's reply or a refusal as a step line may carry it: every mail address in it replaced by
+    `<address>`. Step lines name messages by their ids; a person's address stays out of the logs."""
+    return _ADDRESS.sub("<address>", text)

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bridge import metrics
+from bridge.config import logs
 from bridge.errors import ConfigError
 from bridge.inbound import raw_store
 from bridge.inbound.ingest_socket import VERB
@@ -29,6 +31,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
         while line := await reader.readline():
             verb, _, size = line.strip().partition(b" ")
             if verb != VERB or not size.isdigit() or int(size) > MAX_MESSAGE_BYTES:
+                logs.step(log, "refused", source="pipe", code="501", reason="not a frame `ingest` sends")
                 writer.write(b"501 expected RBINGEST <size> of at most %d bytes\n" % MAX_MESSAGE_BYTES)
                 break
             raw = await reader.readexactly(int(size))
@@ -36,6 +39,8 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
                 stored = await store(raw_store.Incoming(raw, "pipe"))
             except Exception:  # noqa: BLE001 - nothing was stored: ingest exits 75 and the MTA retries
                 log.exception("storing a message passed on by `ingest` failed; answered 451")
+                metrics.received("pipe", "refused")
+                logs.step(log, "refused", source="pipe", code="451", reason="the database could not store it")
                 writer.write(b"451 the database could not store the message; try again later\n")
             else:
                 writer.write(b"250 %d %s\n" % (stored.id, b"duplicate" if stored.duplicate else b"new"))

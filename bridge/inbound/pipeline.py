@@ -4,7 +4,9 @@ Every source stores first (bridge.inbound.raw_store: SMTP 250, IMAP progress and
 come only after that commit), then calls `process` here, or leaves it to the routing process of `serve`
 (bridge.inbound.router_process) and `finish_unrouted`. `process` parses, classifies and routes in a
 read-only transaction, then claims the row in one short write transaction that applies the decision and
-runs the steps after routing (bridge.inbound.after_routing); a racing router finds the row done.
+runs the steps after routing (bridge.inbound.after_routing); a racing router finds the row done. A routing
+is counted (bridge.metrics) and written as a `routed` step line once that write commits, never before: a
+batch whose write fails is routed again one by one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from bridge import candidates, crypto, portal
+from bridge import candidates, crypto, metrics, portal
+from bridge.config import logs
 from bridge.inbound import after_routing, hand_off
 from bridge.inbound.after_routing.context import Routed
 from bridge.inbound.directory import DatabaseDirectory
@@ -98,11 +101,30 @@ def process(engine: Engine, inbound_id: int) -> InboundMessage:
         if claimed.rowcount != 1:
             return row
         _apply(session, row, outcome)
+        _routed_line(session, row, outcome.decision.employee_number)
         after_routing.run(Routed(session, row, outcome.parsed, outcome.classification, outcome.decision, settings,
                                  probe))
+    metrics.routed(row.route or "", row.rule or "")
     fill_reply_texts(engine, [inbound_id])
     with session_scope(engine) as session:
         return session.get(InboundMessage, inbound_id)
+
+
+def _routed_line(session: Session, row: InboundMessage, employee_number: int | None) -> None:
+    """The `routed` step line, written when the routing commits (before the lines of the steps after it)."""
+    logs.step_on_commit(session, log, "routed", inbound_id=row.id, route=row.route, rule=row.rule,
+                        employee=employee_number, kind=row.kind, flagged=row.flagged or None)
+
+
+def _routed_alone(engine: Engine, inbound_id: int, reason: str) -> None:
+    """Unassigned with the reason alone (`_give_up`'s last resort), counted and written like any routing."""
+    with session_scope(engine) as session:
+        row = session.get(InboundMessage, inbound_id)
+        row.route, row.rule, row.reason, row.kind = "unassigned", "unreadable", storable(reason), "reply"
+        row.triage, row.routed_at = "open", utcnow()
+        session.add(row)
+        _routed_line(session, row, None)
+    metrics.routed(row.route, row.rule)
 
 
 def _read(session: Session, row: InboundMessage, settings: portal.PortalSettings) -> tuple[Outcome, bool]:
@@ -204,8 +226,8 @@ def route_stored(engine: Engine, inbound_id: int) -> InboundMessage | None:
     try:
         return process(engine, inbound_id)
     except Exception as exc:  # noqa: BLE001 - counted, backed off, and after ROUTE_ATTEMPTS routed to Unassigned
-        log.warning("routing inbound message %s failed (%s); it stays stored and is tried again",
-                    inbound_id, type(exc).__name__)
+        metrics.routing_failed()
+        logs.step(log, "routing_failed", inbound_id=inbound_id, error=type(exc).__name__)
         _failed(engine, inbound_id, _why(exc))
         return None
 
@@ -294,9 +316,12 @@ def _route_together(engine: Engine, ids: list[int]) -> list[int]:
         for row in sorted(rows, key=lambda r: r.id):
             outcome, probe = read[row.id]
             _apply(session, row, outcome)
+            _routed_line(session, row, outcome.decision.employee_number)
             after_routing.run(Routed(session, row, outcome.parsed, outcome.classification, outcome.decision,
                                      settings, probe))
-        return sorted(claimed)
+    for row in rows:  # committed
+        metrics.routed(row.route or "", row.rule or "")
+    return sorted(claimed)
 
 
 def _failed(engine: Engine, inbound_id: int, why: str) -> None:
@@ -325,12 +350,10 @@ def _give_up(engine: Engine, inbound_id: int, reason: str) -> None:
             row = session.get(InboundMessage, inbound_id)
             _apply(session, row, unreadable(row.raw, reason, reason))
             session.add(row)
+            _routed_line(session, row, None)
+        metrics.routed(row.route or "", row.rule or "")
         return
     except SQLAlchemyError:
         log.warning("inbound message %s: storing what its headers say failed; routing it on the reason alone",
                     inbound_id)
-    with session_scope(engine) as session:
-        row = session.get(InboundMessage, inbound_id)
-        row.route, row.rule, row.reason, row.kind = "unassigned", "unreadable", storable(reason), "reply"
-        row.triage, row.routed_at = "open", utcnow()
-        session.add(row)
+    _routed_alone(engine, inbound_id, reason)

@@ -9,6 +9,9 @@
 - MAIL and RCPT: aiosmtpd reads every address with the email package's full RFC 5322 parser (and
   defines a class on each call). An address as senders write it, `<dot.atom@dot.atom>`, is read
   here with one pattern, to the same result; anything else still goes to aiosmtpd's parser.
+
+Every 4xx and 5xx answer passes `push`, where it is counted and written as a `refused` step line (the code
+and the words, addresses left out); a message answered so at its end is counted as received and refused.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import logging
 import re
 
 from aiosmtpd.smtp import MISSING, SMTP
+
+from bridge import metrics
+from bridge.config import logs
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,7 @@ class ReceiverSession(SMTP):
             raise
         except (DataTooLarge, LineTooLong) as err:
             self._set_post_data_state()
+            metrics.received("smtp", "refused")
             await self.push("552 Error: Too much mail data" if isinstance(err, DataTooLarge)
                             else "500 Line too long (see RFC5321 4.5.3.1.6)")
             return
@@ -109,4 +116,14 @@ class ReceiverSession(SMTP):
         self.envelope.content = content.decode("utf-8", "surrogateescape") if self._decode_data else content
         status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
         self._set_post_data_state()
+        if status is not MISSING and status[:1] in ("4", "5"):  # not stored (the store counted the others)
+            metrics.received("smtp", "refused")
         await self.push("250 OK" if status is MISSING else status)
+
+    async def push(self, status: str) -> None:
+        """Send an answer; a 4xx or 5xx one is counted and logged first."""
+        if status[:1] in ("4", "5"):
+            code = status[:3]
+            metrics.error_reply(code)
+            logs.step(log, "refused", source="smtp", code=code, reason=logs.without_addresses(status[4:]))
+        await super().push(status)

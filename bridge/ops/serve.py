@@ -20,6 +20,7 @@ from typing import IO
 
 from sqlalchemy.engine import Engine
 
+from bridge import metrics
 from bridge.config import logs
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
@@ -57,6 +58,7 @@ def sole_serve_of_sqlite(eng: Engine) -> IO[str] | None:
 def serve(eng: Engine) -> None:
     """Everything on one database until SIGINT or SIGTERM (the engine: an initialised, current database)."""
     held = sole_serve_of_sqlite(eng)  # noqa: F841 - held open (and locked) for as long as this serve runs
+    counts = metrics.share_between_processes()  # before anything counts and before the children start
     logs.configure()
     config = ReceiverConfig.from_settings()
     router = router_process.RoutingProcess().start()
@@ -72,6 +74,7 @@ def serve(eng: Engine) -> None:
         if receiver.loop.is_running():
             receiver.stop()
         router.stop()
+        metrics.stop_sharing(counts)
         raise
     log.info("web pages and API on %s; they and the worker in process %s", url, services.process.pid)
     log.info("worker every %.1f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", interval, watchers)
@@ -83,6 +86,7 @@ def serve(eng: Engine) -> None:
     receiver.stop()
     services.stop()
     router.stop()
+    metrics.stop_sharing(counts)
 
 
 def _kept_running(router: router_process.RoutingProcess,
@@ -90,11 +94,13 @@ def _kept_running(router: router_process.RoutingProcess,
     """A routing or services process that has ended (killed, out of memory) is started again."""
     if not router.process.is_alive():
         log.error("the routing process ended (exit code %s); starting it again", router.process.exitcode)
+        metrics.process_ended(router.process.pid)
         router = router_process.RoutingProcess().start()
         log.info("routing in process %s", router.process.pid)
     if not services.process.is_alive():
         log.error("the web pages and worker process ended (exit code %s); starting it again",
                   services.process.exitcode)
+        metrics.process_ended(services.process.pid)
         services = ServicesProcess()
         try:
             services.start()

@@ -2,11 +2,13 @@
 
 Everything is checked before anything is stored: a CR/LF in a header, a bad address, a portal
 URL placeholder without a portal URL, an inactive employee. A message with no SMTP account to go
-through is still composed and logged, as `not_sent` with the reason.
+through is still composed and logged, as `not_sent` with the reason. Its `queued` step line is written once
+the caller commits.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -14,12 +16,14 @@ from sqlmodel import Session
 
 from bridge import candidates, crypto, portal
 from bridge.accounts import aliases, employees, smtp_accounts
+from bridge.config import logs
 from bridge.errors import InputError
 from bridge.input_checks import check_address, refuse_line_breaks
 from bridge.outbound.compose import Draft, display_from, render
 from models import Alias, Conversation, DeliveryAttempt, OutboundMessage, SmtpAccount, utcnow
 from routing.message_ids import child_thread_index, make_message_id, new_thread_index
 
+log = logging.getLogger(__name__)
 STATUSES = ("queued", "sending", "sent", "deferred", "undeliverable", "not_sent")  # of a Mail Log entry
 
 
@@ -154,6 +158,9 @@ def queue(session: Session, req: Request) -> OutboundMessage:
     if message.status == "not_sent":
         session.add(DeliveryAttempt(outbound_id=message.id, number=0, outcome="not_sent", reply=message.last_reply,
                                     hint=message.hint))
+    logs.step_on_commit(session, log, "queued", outbound_id=message.id, employee=employee.number,
+                        message_id=message_id, purpose=req.purpose, inbound_id=req.inbound_id,
+                        status=message.status if message.status != "queued" else None)
     return message
 
 

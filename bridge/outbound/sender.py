@@ -6,7 +6,7 @@ leave its account's mail alone for the other lanes. A lane whose server cannot b
 the rest of its batch with that failure instead of waiting out the timeout once per message. Alias rate
 limits are waited out (they are not retries). Each attempt's outcome goes to the Mail Log with the
 server's reply and a hint (net.diagnosis); an account whose every send of the run failed is recorded for
-the error reports.
+the error reports. Each SMTP transaction is timed (bridge.metrics) and each outcome written as a step line.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from bridge import leases
+from bridge import leases, metrics
+from bridge.config import logs
 from bridge.errors import SIGN_IN_NEEDED, ConfigError, NeedsSignIn
 from bridge.net.connections import StageError, endpoint_of, with_local_address
 from bridge.net.diagnosis import Diagnosis, Failure, diagnose, failure_from_exception
@@ -66,6 +67,7 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: claims.Claimed, report: S
         claims.record_not_sent(engine, claimed)
         report.not_sent += 1
         return
+    started = time.perf_counter()
     try:
         conn = pool.get(account)
         accepted = transmit(conn, claimed.envelope_from, [claimed.to_addr], claimed.raw)
@@ -83,14 +85,17 @@ def _send_one(engine: Engine, pool: SmtpPool, claimed: claims.Claimed, report: S
     except StageError as err:
         if not isinstance(err.cause, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
             pool.drop(account)  # the connection is in an unknown state; a refusal leaves it usable
+        metrics.send_took(time.perf_counter() - started, sent=False)
         failure = failure_from_exception(err.cause, err.stage)
         diag = diagnose(failure, with_local_address(endpoint_of(account), failure), claimed.envelope_from)
         _record_failure(engine, claimed, failure, diag, report)
         return (failure, diag) if err.stage in UNREACHABLE_STAGES and diag.temporary else None
+    metrics.send_took(time.perf_counter() - started, sent=True)
     claims.record_sent(engine, claimed, accepted.code, accepted.reply)
     report.sent += 1
     report.accounts_ok.add(account.name)  # error reports
-    log.info("message %s sent to %s via %s", claimed.id, claimed.to_addr, account.name)
+    logs.step(log, "sent", outbound_id=claimed.id, attempt=claimed.attempts + 1, code=accepted.code,
+              account=account.name)
 
 
 def _record_failure(engine: Engine, claimed: claims.Claimed, failure: Failure, diag: Diagnosis,
@@ -101,7 +106,8 @@ def _record_failure(engine: Engine, claimed: claims.Claimed, failure: Failure, d
     setattr(report, status, getattr(report, status) + 1)
     report.events.append(f"#{claimed.id} {status}: {failure.reply()}")
     report.accounts_failed[claimed.account.name] = f"{failure.reply()} (at {failure.stage})\nHint: {diag.hint}"
-    log.warning("message %s %s: %s", claimed.id, status, failure.reply())
+    logs.step(log, status, outbound_id=claimed.id, attempt=claimed.attempts + 1, stage=failure.stage,
+              reply=logs.without_addresses(failure.reply()))
 
 
 def send_due(engine: Engine, progress: Callable[[SendReport], None] | None = None,

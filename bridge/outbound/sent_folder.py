@@ -4,12 +4,15 @@ An append is claimed (attempt counted and committed, under a lease its live hold
 IMAP APPEND, so after a crash the next try knows it is a retry and first searches the folder for the
 Message-ID: nothing is filed twice, and a dead holder's appends are taken over within the lease.
 Each server is appended to in a lane of its own (imap_append.per_server). Failures back off and give
-up as `failed` after a few tries; the SMTP send is never undone.
+up as `failed` after a few tries; the SMTP send is never undone. Each APPEND is timed (bridge.metrics) and a
+message filed is written as a `filed` step line.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -19,8 +22,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge import leases
+from bridge import leases, metrics
 from bridge.accounts.oauth.tokens import bearer_for
+from bridge.config import logs
 from bridge.errors import BridgeError
 from bridge.net.connections import endpoint_of, logout_quietly
 from bridge.net.diagnosis import diagnose, failure_from_exception
@@ -28,6 +32,7 @@ from bridge.net.imap_append import append_once, connect, detached_server, per_se
 from models import Alias, OutboundMessage, utcnow
 from models.db import session_scope
 
+log = logging.getLogger(__name__)
 MAX_APPEND_ATTEMPTS = 5
 LEASE = leases.LEASE
 
@@ -145,6 +150,7 @@ def _file(engine: Engine, server_id: int | None, items: list[Pending], held: lea
                 _finish(engine, held, item, "retry", why)
             return 0
         for item in items:
+            started = time.perf_counter()
             try:
                 append_once(client, folder, item.message_id, item.raw, item.sent_at, retry=item.retry,
                             flags=[b"\\Seen"])
@@ -152,7 +158,9 @@ def _file(engine: Engine, server_id: int | None, items: list[Pending], held: lea
                 diag = diagnose(failure_from_exception(exc, "append"), endpoint_of(server))
                 _finish(engine, held, item, "retry", f"APPEND to {folder} failed: {diag.hint}")
             else:
+                metrics.append_took(time.perf_counter() - started)
                 _finish(engine, held, item, "appended")
+                logs.step(log, "filed", outbound_id=item.id, folder=folder)
                 filed += 1
     finally:
         logout_quietly(client)

@@ -31,6 +31,7 @@ from bridge.web import (
     login,
     mail_log,
     message_view,
+    metrics_page,
     oauth_signin,
     search_page,
 )
@@ -87,6 +88,7 @@ def create_app(engine: Engine) -> FastAPI:
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    app.include_router(metrics_page.router)  # /metrics for Prometheus, no session (bridge.web.metrics_page)
     return app
 
 

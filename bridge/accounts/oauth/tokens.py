@@ -4,7 +4,8 @@ Providers rotate refresh tokens: the old one stops working once the new one is i
 workers refreshing at once would leave one of them holding a dead token and sign the account out.
 A lease (`refreshing_until`, taken by a conditional UPDATE, so it holds across processes on SQLite
 and PostgreSQL) lets one refresh while the others wait for its result. A refused grant
-(`invalid_grant`) marks the account "sign in again" with the fix, and sending waits for it.
+(`invalid_grant`) marks the account "sign in again" with the fix, and sending waits for it. A refresh that
+fails, refused or not, is counted (bridge.metrics).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bridge import crypto
+from bridge import crypto, metrics
 from bridge.accounts.oauth import providers
 from bridge.accounts.oauth.clients import configured_scopes
 from bridge.errors import ConfigError, NeedsSignIn
@@ -174,6 +175,7 @@ def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Beare
     try:
         token = _request_token(client, grant, kind, flow, mailbox)
     except OAuthError as err:
+        metrics.token_refresh_failed(kind)
         refused = err.error in ("invalid_grant", "invalid_client", "unauthorized_client")
         with session_scope(engine) as session:
             grant = session.get(OAuthGrant, grant_id)
@@ -185,6 +187,7 @@ def _refresh(engine: Engine, kind: str, account_id: int, grant_id: int) -> Beare
             raise _needs_sign_in(engine, kind, name, err.error, client.provider, flow) from None
         raise ConfigError(f"the token endpoint refused a new token for {kind} account {name!r}: {err.error}") from None
     except Exception:
+        metrics.token_refresh_failed(kind)
         with session_scope(engine) as session:
             session.exec(update(OAuthGrant).where(OAuthGrant.id == grant_id).values(refreshing_until=None))
         raise

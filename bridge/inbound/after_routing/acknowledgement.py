@@ -13,6 +13,7 @@ loop or carry spam.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 
 from sqlalchemy import func
@@ -20,12 +21,15 @@ from sqlmodel import Session, select
 
 from bridge import crypto, portal
 from bridge.accounts import smtp_accounts
+from bridge.config import logs
 from bridge.inbound.after_routing.context import Routed
 from bridge.outbound import queue
 from bridge.outbound.compose import Draft, display_from, render
 from models import Candidate, Conversation, Employee, InboundMessage, OutboundMessage, utcnow
 from routing.message_ids import make_message_id
 from routing.router import Headers
+
+log = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(days=7)
 HOURLY_LIMIT = 60  # acknowledgements in all per hour: a flood of new senders is not answered letter for letter
@@ -120,6 +124,8 @@ def _from_the_account(session: Session, row: InboundMessage, settings: portal.Po
                              raw=raw, created_at=now, next_attempt_at=now)
     session.add(letter)
     session.flush()
+    logs.step_on_commit(session, log, "queued", outbound_id=letter.id, message_id=message_id,
+                        purpose="acknowledgement", inbound_id=row.id)
     return letter
 
 

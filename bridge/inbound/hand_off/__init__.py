@@ -10,17 +10,20 @@ assignment inside that transaction:
 A reply that names the recruiter's own address too (a reply to all, where an alias's Reply-To holds it) has
 reached them directly: it is not handed off a second time (delivery `direct`).
 The names are the employee setting's (bridge.accounts.employees.HAND_OFF_MODES); a missing file stops
-the import rather than a hand-off.
+the import rather than a hand-off. A hand-off set going is written as a `handed_off` step line once its
+transaction commits.
 """
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 
 from sqlmodel import Session, select
 
 from bridge import portal
 from bridge.accounts.employees import HAND_OFF_MODES
+from bridge.config import logs
 from bridge.inbound.hand_off import forward, imap, none
 from bridge.inbound.parse import read_headers
 from bridge.memo import remember, remembered
@@ -28,6 +31,7 @@ from models import Alias, Employee, InboundMessage, OutboundMessage
 from routing.addresses import addresses_of
 from routing.router import Headers
 
+log = logging.getLogger(__name__)
 MODES: dict[str, ModuleType] = {"forward": forward, "imap": imap, "none": none}
 if set(MODES) != set(HAND_OFF_MODES):
     raise RuntimeError(f"hand-off modes {sorted(HAND_OFF_MODES)} need a module each: {sorted(MODES)}")
@@ -48,6 +52,9 @@ def plan(session: Session, row: InboundMessage, settings: portal.PortalSettings 
     else:
         MODES[employee.delivery].plan(session, row, employee, settings)
     session.add(row)
+    if row.delivery != "none":
+        logs.step_on_commit(session, log, "handed_off", inbound_id=row.id, employee=employee.number,
+                            mode="direct" if row.delivery == "direct" else employee.delivery, state=row.delivery)
 
 
 def forwarded_many(session: Session, ids: list[int]) -> None:

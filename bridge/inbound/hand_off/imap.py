@@ -3,10 +3,11 @@
 `plan` marks the row pending; `run` (each worker run) claims due rows with a conditional UPDATE and a
 lease its live holder renews (bridge.leases), appends them in a lane per server (a retry first searches
 for the Message-ID, so nothing lands twice), and backs off until MAX_ATTEMPTS, then gives up as
-`failed` with the reason."""
+`failed` with the reason. An APPEND done is written as a `filed` step line."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -17,12 +18,14 @@ from sqlmodel import Session, select
 from bridge import leases, portal
 from bridge.accounts.aliases import alias_for
 from bridge.accounts.oauth.tokens import bearer_for
+from bridge.config import logs
 from bridge.net.connections import endpoint_of, logout_quietly
 from bridge.net.diagnosis import diagnose, failure_from_exception
 from bridge.net.imap_append import append_once, connect, detached_server, per_server, retry_at
 from models import Employee, ImapServer, InboundMessage, utcnow
 from models.db import session_scope
 
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 LEASE = leases.LEASE
 
@@ -119,6 +122,7 @@ def _deliver(engine: Engine, server_id: int | None, items: list[tuple[int, bool]
                 finish(inbound_id, False, f"APPEND to INBOX failed: {hint}")
             else:
                 finish(inbound_id, True)
+                logs.step(log, "filed", inbound_id=inbound_id, folder="INBOX")
                 delivered += 1
     finally:
         logout_quietly(client)

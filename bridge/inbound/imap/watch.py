@@ -3,7 +3,8 @@
 The loop (Watcher.run): take the lease, connect when needed, one pass (bridge.inbound.imap.one_pass.drain),
 then wait in IDLE (renewing the lease) until new mail, the re-issue time or `stop`. Failures are recorded
 on the folder's state and the connection is made again with exponential backoff; a watcher never dies of
-one bad pass.
+one bad pass. While it waits in IDLE between passes its folder's IDLE gauge is 1 (bridge.metrics); polling,
+failing or stopped, 0.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from imapclient import IMAPClient
 from sqlalchemy.engine import Engine
 
+from bridge import metrics
 from bridge.accounts.imap_servers import AfterFetch
 from bridge.accounts.oauth.tokens import bearer_for
 from bridge.inbound.imap.folder_state import (
@@ -67,6 +69,7 @@ class Watcher:
         self.server: ImapServer | None = None
         self.action = AfterFetch("seen")
         self.state_id: int | None = None
+        self.idle_gauge: tuple[str, str] | None = None  # (server, folder) whose IDLE gauge this watcher set to 1
 
     def run(self) -> None:
         backoff = self.backoff_initial
@@ -89,7 +92,17 @@ class Watcher:
         finally:
             self._drop(release=True, record=False)
 
+    def _idling(self, now: bool) -> None:
+        """The folder's IDLE gauge: 1 from the first IDLE on, 0 once the watcher polls, fails or stops."""
+        if now and self.idle_gauge is None and self.server is not None:
+            self.idle_gauge = (self.server.name, self.server.poll_folder)
+            metrics.idling(*self.idle_gauge, now=True)
+        elif not now and self.idle_gauge is not None:
+            metrics.idling(*self.idle_gauge, now=False)
+            self.idle_gauge = None
+
     def _drop(self, release: bool, record: bool = False) -> None:
+        self._idling(False)
         logout_quietly(self.client)
         self.client = None
         if release and self.state_id is not None:
@@ -127,6 +140,7 @@ class Watcher:
             record_outcome(self.engine, self.state_id, self.owner, report.error)
             if report.fetched or pop_new_mail(self.client) or news_since_pass(self.client):
                 return "ok"  # mail may have arrived during the pass: look again before waiting
+            self._idling(report.idle_supported)
             if report.idle_supported:
                 with imap_stage("idle"):
                     self._idle()

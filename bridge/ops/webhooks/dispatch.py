@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bridge import leases, portal
+from bridge.config import logs
 from bridge.crypto import decrypt
 from bridge.errors import ConfigError
 from bridge.ops.webhooks.outbox import TEST_EVENT, blanked
@@ -184,11 +185,12 @@ def record(engine: Engine, claimed: Claimed, outcome: Outcome) -> str:
                      .values(**values).execution_options(synchronize_session=False))
     status = str(values.get("status", "pending"))
     if outcome.delivered:
-        log.info("webhook %s: %s %s delivered (HTTP %s)", claimed.webhook_id, claimed.event_type, claimed.event_id,
-                 outcome.status)
+        logs.step(log, "webhook_delivered", event_id=claimed.event_id, event=claimed.event_type,
+                  webhook=claimed.webhook_id, attempt=attempts, http_status=outcome.status)
     else:
-        log.warning("webhook %s: %s %s attempt %s %s: %s", claimed.webhook_id, claimed.event_type, claimed.event_id,
-                    attempts, "failed for good" if status == "failed" else "will be retried", outcome.error)
+        logs.step(log, "webhook_failed", event_id=claimed.event_id, event=claimed.event_type,
+                  webhook=claimed.webhook_id, attempt=attempts, http_status=outcome.status, error=outcome.error,
+                  retried="no" if status == "failed" else "yes")
     return status
 
 
