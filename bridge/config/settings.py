@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     web_https: bool = Field(False, description="behind an HTTPS proxy: the session cookie goes over HTTPS only")
     web_trusted_proxies: str = Field("", description="proxies whose X-Forwarded-For is believed")
     worker_interval: float = Field(5.0, ge=0.2, description="seconds between the worker's runs")
+    worker_overdue_after: float | None = Field(None, gt=0, description="seconds without a worker run finished "
+                                               "before /readyz says so; unset: max(60, 10 x worker_interval)")
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object a line")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_allow: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
         return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file.file_values())
 
     @field_validator("secret_key", "secret_key_file", "smtp_max_bytes", "smtp_tls_cert", "smtp_tls_key",
-                     "metrics_token", mode="before")
+                     "metrics_token", "worker_overdue_after", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

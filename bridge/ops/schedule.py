@@ -18,7 +18,7 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy.engine import Engine
 
 from bridge.config.settings import current
-from bridge.ops import loop_probes, worker
+from bridge.ops import loop_probes, worker, worker_clock
 from bridge.ops.error_reports import records, report_mail
 from bridge.ops.webhooks import dispatch
 from bridge.privacy import retention
@@ -37,12 +37,14 @@ def safe_run(eng: Engine, route: bool = True) -> None:
     """One worker run; an error is logged and the next run tries again (the queue keeps the work).
     `route=False` in `serve`, whose routing process routes."""
     try:
-        report = worker.run_once(eng, deliver_webhooks=False, route=route)  # safe_deliver does them
+        # safe_deliver does the webhooks; each message sent ticks the clock /readyz reads (bridge.ops.worker_clock)
+        report = worker.run_once(eng, progress=worker_clock.worked, deliver_webhooks=False, route=route)
     except Exception as exc:  # noqa: BLE001 - the service must outlive one failed run
         log.exception("worker run failed; retrying at the next interval")
         if records.is_storage_failure(exc):  # error reports: mailed from memory, the database may be what failed
             report_mail.storage_failed(eng, exc)
         return
+    worker_clock.worked()
     if report.sent or report.deferred or report.undeliverable or report.not_sent or report.filed or report.routed:
         log.info("worker: routed %s, sent %s, deferred %s, undeliverable %s, not sent %s, filed %s", report.routed,
                  report.sent, report.deferred, report.undeliverable, report.not_sent, report.filed)
@@ -71,6 +73,7 @@ def scheduler(eng: Engine, interval: float, route: bool = True) -> BackgroundSch
     """The worker's and the webhooks' jobs, each every `interval` seconds from now, retention daily from a few
     minutes on, and the loop probe's check every minute from a minute on; not started."""
     quiet_scheduler_logs()
+    worker_clock.scheduled()
     jobs = BackgroundScheduler(timezone="UTC")
     jobs.add_job(safe_run, "interval", seconds=interval, args=[eng, route], max_instances=1, coalesce=True,
                  id="worker", next_run_time=dt.datetime.now(dt.UTC))

@@ -6,10 +6,16 @@ the worker, the webhooks and the IMAP watchers run in a services process
 (bridge.ops.services_process). Each interpreter then does one thing, and the 250 never waits for a
 page or a worker run. This process looks after the other two: one that ends is started again.
 Shutdown stops taking mail first, then lets the current work finish.
+
+Under systemd (`Type=notify`, deploy/replybridge.service) it says READY=1 once the SMTP port and the pages
+listen, STOPPING=1 when told to stop, and pings the watchdog while the receiver's event loop answers
+(bridge.ops.systemd_notify).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import fcntl
 import logging
 import os
@@ -25,7 +31,7 @@ from bridge.config import logs
 from bridge.errors import ConfigError
 from bridge.inbound import router_process
 from bridge.inbound.smtp_receiver import Receiver, ReceiverConfig
-from bridge.ops import schedule
+from bridge.ops import schedule, systemd_notify
 from bridge.ops.services_process import ServicesProcess
 from models.db import make_engine
 
@@ -66,6 +72,7 @@ def serve(eng: Engine) -> None:
     receiver = Receiver(make_engine(eng.url.render_as_string(hide_password=False), checkpoints=False), config,
                         route_inline=False)
     services = ServicesProcess()
+    systemd_notify.status("starting: the SMTP receiver, then the pages, the worker and the IMAP watchers")
     try:
         receiver.start()
         log.info("SMTP receiver on %s:%s; routing in process %s", config.host, config.port, router.process.pid)
@@ -80,13 +87,29 @@ def serve(eng: Engine) -> None:
     log.info("worker every %.1f s, %d IMAP watcher(s); SIGTERM or Ctrl-C stops", interval, watchers)
     stop = threading.Event()
     schedule.stop_on_signals(stop)
-    while not stop.wait(WATCH_S):
+    systemd_notify.ready(f"receiving mail on {config.host}:{config.port}; pages on {url}; worker every "
+                         f"{interval:.1f} s; {watchers} IMAP watcher(s)")
+    beat = systemd_notify.watchdog_interval()
+    while not stop.wait(min(WATCH_S, beat or WATCH_S)):
         router, services = _kept_running(router, services)
+        if beat and _answers(receiver, beat):
+            systemd_notify.watchdog()
     log.info("stopping")
+    systemd_notify.stopping("stopping: no new mail is taken; the current work finishes")
     receiver.stop()
     services.stop()
     router.stop()
     metrics.stop_sharing(counts)
+
+
+def _answers(receiver: Receiver, timeout: float) -> bool:
+    """The receiver's event loop runs a call within `timeout`: no watchdog ping for a loop that is stuck."""
+    try:
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), receiver.loop).result(timeout)
+    except (concurrent.futures.TimeoutError, RuntimeError):  # stuck, or no longer running
+        log.warning("the SMTP receiver's event loop did not answer within %.1f s", timeout)
+        return False
+    return True
 
 
 def _kept_running(router: router_process.RoutingProcess,

@@ -1,4 +1,4 @@
-"""The web application: pages for recruiters and admins, the HTTP API under /api/v1, /healthz.
+"""The web application: pages for recruiters and admins, the HTTP API under /api/v1, /healthz and /readyz.
 
 Every page is server-rendered and works as plain form posts; the only script is our own static file,
 allowed by a Content-Security-Policy with no inline script, which backs the HTML sanitizer: even a
@@ -33,6 +33,7 @@ from bridge.web import (
     message_view,
     metrics_page,
     oauth_signin,
+    readiness,
     search_page,
 )
 from bridge.web.api import create_api
@@ -88,6 +89,7 @@ def create_app(engine: Engine) -> FastAPI:
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    app.include_router(readiness.router)  # /readyz: what is wrong, part by part (bridge.web.readiness)
     app.include_router(metrics_page.router)  # /metrics for Prometheus, no session (bridge.web.metrics_page)
     return app
 
