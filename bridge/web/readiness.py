@@ -14,7 +14,6 @@ and nothing secret is shown: the database URL's password is masked.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 from dataclasses import dataclass, field
 
@@ -25,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bridge.config.settings import Settings, current
-from bridge.inbound.imap.folder_state import owner_process
+from bridge.inbound.imap.folder_state import holder_ended, owner_process
 from bridge.ops import worker_clock
 from models import ImapFolderState, ImapServer, aware, utcnow
 
@@ -133,20 +132,10 @@ def _folder_problem(state: ImapFolderState | None, now: dt.datetime) -> str | No
     if not state.lease_owner or state.lease_until is None or aware(state.lease_until) < now:
         return "no poller holds it: is a serve running, and does its log name this server?"
     holder = owner_process(state.lease_owner)
-    if holder and holder[0] == socket.gethostname() and not _alive(holder[1]):
+    if holder and holder_ended(state.lease_owner):
         return (f"its lease names process {holder[1]} on {holder[0]}, which is not running; a live poller takes "
                 f"it over once the lease runs out at {aware(state.lease_until):%H:%M:%S} UTC")
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 def _worker(settings: Settings) -> tuple[list[str], str | None]:

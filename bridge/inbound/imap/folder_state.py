@@ -50,6 +50,21 @@ def owner_process(owner: str) -> tuple[str, int] | None:
     return (host, int(pid)) if host and pid.isdigit() else None
 
 
+def holder_ended(owner: str) -> bool:
+    """The lease names a process on this host that is no longer running. Elsewhere it cannot be known, and an
+    unexpired lease is taken for a live holder's, since its holder renews it every 10 s."""
+    named = owner_process(owner)
+    if named is None or named[0] != socket.gethostname():
+        return False
+    try:
+        os.kill(named[1], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: running
+        return False
+    return False
+
+
 def load_server(engine: Engine, server_id: int) -> ImapServer | None:
     with session_scope(engine) as session:
         server = session.get(ImapServer, server_id)

@@ -4,13 +4,11 @@ folder_state), and its last pass did not fail. A folder nobody watches is where 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bridge.inbound.imap.folder_state import owner_process
+from bridge.inbound.imap.folder_state import holder_ended, owner_process
 from bridge.ops.doctor import Finding, fail, ok, warn
 from models import ImapFolderState, ImapServer, aware, utcnow
 from models.db import session_scope
@@ -59,17 +57,7 @@ def _holder(state: ImapFolderState, now: dt.datetime) -> tuple[str | None, bool]
     if named is None:
         return state.lease_owner, True
     host, pid = named
-    return f"process {pid} on {host}", host != socket.gethostname() or _running(pid)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+    return f"process {pid} on {host}", not holder_ended(state.lease_owner)
 
 
 def _last_pass(state: ImapFolderState, now: dt.datetime) -> str:
