@@ -15,6 +15,7 @@ from models import db
 from tests.helpers.bridge import POSTGRES_URL, Bridge, make_bridge
 from tests.servers.dovecot import dovecot  # noqa: F401 - fixture
 from tests.servers.oauth import oauth_dovecot, oauth_server  # noqa: F401 - fixtures
+from tests.servers.postgres import private_postgres  # noqa: F401 - fixture
 from tests.servers.smtp_peers import smtp_peer, tls_cert  # noqa: F401 - fixtures
 from tests.servers.web import browser, page, web, web_both  # noqa: F401 - fixtures
 

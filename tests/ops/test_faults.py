@@ -111,17 +111,6 @@ def _routed(b: Bridge) -> int:
                       .where(InboundMessage.routed_at.is_not(None))).one()
 
 
-@pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[postgres.Postgres]:
-    reason = postgres.missing()
-    if reason:
-        pytest.skip(reason)
-    server = postgres.start_postgres(tmp_path / "pg")
-    yield server
-    if server.running():
-        server.stop("immediate")
-
-
 @pytest.mark.postgres
 def test_postgresql_restarted_under_smtp_load(private_postgres: postgres.Postgres, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from tests.servers import process_group
 from tests.servers.certs import make_cert
 
 DOVECOT_BINARY = Path("/usr/sbin/dovecot")
@@ -441,23 +441,5 @@ def _grant_traverse(path: Path) -> None:
 
 
 def _shutdown(process: subprocess.Popen[bytes], scratch_dirs: tuple[Path, ...]) -> None:
-    """SIGTERM the process group, SIGKILL whatever outlives the grace period, reap, drop scratch dirs."""
-    pgid = process.pid  # start_new_session made the master its group's leader
-    if process.returncode is None:
-        with suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        # Wait for the master to exit *without reaping it*: while it is a zombie its pid (= the pgid)
-        # cannot be reused, so the SIGKILL sweep below can only hit leftover Dovecot children.
-        while time.monotonic() < deadline:
-            try:
-                if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                    break
-            except ChildProcessError:
-                break
-            time.sleep(0.01)
-        with suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        process.wait()
-    for directory in scratch_dirs:
-        shutil.rmtree(directory, ignore_errors=True)
+    """SIGTERM Dovecot's whole process group (its children too), then what process_group.stop does."""
+    process_group.stop(process, scratch_dirs, STOP_GRACE, term_group=True)

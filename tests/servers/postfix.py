@@ -18,19 +18,17 @@ import json
 import os
 import pwd
 import re
-import shutil
-import signal
 import smtplib
 import subprocess
 import tempfile
 import time
 import weakref
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tests.servers import process_group
 from tests.servers.dovecot import _grant_traverse
 from tests.servers.web import free_port
 
@@ -341,22 +339,5 @@ def _wait_greeting(server: Postfix, stderr: Path) -> None:
 
 
 def _shutdown(process: subprocess.Popen[bytes], scratch_dirs: tuple[Path, ...]) -> None:
-    """SIGTERM the master, SIGKILL its process group after the grace period, reap, drop scratch dirs."""
-    if process.returncode is None:
-        with suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        # Wait for the master to exit *without reaping it*: while it is a zombie its pid (= the group's id)
-        # cannot be reused, so the SIGKILL below can only hit what is left of this Postfix.
-        while time.monotonic() < deadline:
-            try:
-                if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                    break
-            except ChildProcessError:
-                break
-            time.sleep(0.01)
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    for directory in scratch_dirs:
-        shutil.rmtree(directory, ignore_errors=True)
+    """SIGTERM Postfix's master alone (it ends its children), then what process_group.stop does."""
+    process_group.stop(process, scratch_dirs, STOP_GRACE, term_group=False)

@@ -11,8 +11,11 @@ import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.servers.dovecot import _grant_traverse
 from tests.servers.web import free_port
@@ -75,3 +78,15 @@ def start_postgres(root: Path) -> Postgres:
     server = Postgres(data, free_port(), root / "postgres.log")
     server.start()
     return server
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[Postgres]:
+    """A private PostgreSQL for one test (skipped with the reason where none can start), stopped after it."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    server = start_postgres(tmp_path / "pg")
+    yield server
+    if server.running():
+        server.stop("immediate")

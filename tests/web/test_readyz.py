@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -127,17 +126,6 @@ def test_a_worker_run_that_hangs_is_named_until_it_ends(lite_bridge: Bridge, smt
         assert _until(served, 200)["checks"] == ALL_OK
     finally:
         stop_serve(served)
-
-
-@pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[postgres.Postgres]:
-    reason = postgres.missing()
-    if reason:
-        pytest.skip(reason)
-    server = postgres.start_postgres(tmp_path / "pg")
-    yield server
-    if server.running():
-        server.stop("immediate")
 
 
 @pytest.mark.postgres
