@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,18 @@ def _postgres_reason() -> str | None:
 
 
 _PG_SKIP = _postgres_reason()
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """A command run in-process (`worker`) sets the service's logging up (bridge.config.logs.configure): the
+    next test would log at INFO, and pytest would keep every step line it wrote in memory."""
+    root, mail = logging.getLogger(), logging.getLogger("mail.log")
+    handlers, levels = list(root.handlers), (root.level, mail.level)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(levels[0])
+    mail.setLevel(levels[1])
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
