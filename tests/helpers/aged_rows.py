@@ -11,12 +11,13 @@ from sqlmodel import Session, select
 
 from models import AuditEvent, DeliveryAttempt, Employee, InboundMessage, OutboundMessage, Webhook, WebhookDelivery
 
-NOW = dt.datetime.now(dt.UTC)
 _serial = itertools.count(1)
 
 
 def ago(days: float) -> dt.datetime:
-    return NOW - dt.timedelta(days=days)
+    """That long before now, the clock read at each call: a lease `ago(-1 / 288)` ends five minutes after it is
+    made, however long the suite ran before (a moment fixed at import had run out in a long run)."""
+    return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
 
 
 def employee_id(engine: Engine, number: int = 1042) -> int:
