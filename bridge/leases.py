@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=60)  # every lease on claimed work; a dead holder's work is free again after it
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process of this host runs: one that has ended still holds what it held until it runs out."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 class Keeper:

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec
 
+from bridge.leases import process_running
+
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
@@ -111,18 +113,8 @@ def _forget_dead_serves() -> None:
     for old in _parent().glob(f"{DIR_PREFIX}*"):
         pid = old.name.removeprefix(DIR_PREFIX).partition("-")[0]
         with contextlib.suppress(OSError):  # another serve starting removed it first
-            if pid.isdigit() and not _alive(int(pid)) and old.stat().st_uid == os.getuid():
+            if pid.isdigit() and not process_running(int(pid)) and old.stat().st_uid == os.getuid():
                 shutil.rmtree(old)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's
-        return True
-    return True
 
 
 def process_ended(pid: int | None) -> None:

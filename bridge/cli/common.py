@@ -9,18 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bridge import audit
-from bridge.config.settings import current
+from bridge.config.settings import current, masked_url
 from bridge.errors import BridgeError, ConfigError
 from models.db import schema_is_current, session_scope, shared_engine
 
 
 def safe_url() -> str:
     """The database URL with any password masked, for messages."""
-    return make_url(current().database_url).render_as_string(hide_password=True)
+    return masked_url(current().database_url)
 
 
 def engine() -> Engine:

@@ -25,6 +25,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy.engine import make_url
 
 from bridge.config import file
 from bridge.errors import ConfigError
@@ -146,6 +147,11 @@ def _described(err: ValidationError) -> str:
     return f"{where(name)} = {shown}: {reason}"
 
 
+def masked_url(url: str) -> str:
+    """A database URL as messages and output show it: its password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def where(name: str) -> str:
     """Where a setting's value comes from, as a person would look for it."""
     if file.env_name(name) in os.environ:
@@ -163,9 +169,7 @@ def shown(settings: Settings) -> list[tuple[str, str, str]]:
         if name in SECRET_NAMES:
             text = "" if value is None else "********"
         elif name == "database_url":
-            from sqlalchemy.engine import make_url  # already loaded by every command that shows settings
-
-            text = make_url(value).render_as_string(hide_password=True)
+            text = masked_url(value)
         elif isinstance(value, tuple):
             text = ",".join(str(v) for v in value)
         else:

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from bridge.errors import BridgeError
 from bridge.inbound import raw_store
+from bridge.leases import process_running
 from models import ImapFolderState, ImapServer, utcnow
 from models.db import session_scope
 
@@ -54,15 +55,7 @@ def holder_ended(owner: str) -> bool:
     """The lease names a process on this host that is no longer running. Elsewhere it cannot be known, and an
     unexpired lease is taken for a live holder's, since its holder renews it every 10 s."""
     named = owner_process(owner)
-    if named is None or named[0] != socket.gethostname():
-        return False
-    try:
-        os.kill(named[1], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's process: running
-        return False
-    return False
+    return named is not None and named[0] == socket.gethostname() and not process_running(named[1])
 
 
 def load_server(engine: Engine, server_id: int) -> ImapServer | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.config.settings import current
+from bridge.config.settings import current, masked_url
 from bridge.ops.backup import revision_problem
 from bridge.ops.doctor import Finding, fail, ok
 from models.db import HEAD, shared_engine
@@ -18,7 +18,7 @@ CHECK = "database"
 def reach() -> tuple[Finding, Engine | None]:
     """The finding, and the engine when the other checks can read through it (reachable, schema at HEAD)."""
     url = current().database_url
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = masked_url(url)
     path = sqlite_file(url)
     if path is not None and not path.is_file():  # an engine would create an empty database there
         return fail(CHECK, f"there is no database file at {path.resolve()}",
